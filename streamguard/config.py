@@ -1,0 +1,205 @@
+"""Typed configuration, loaded from YAML profiles, every field overridable.
+
+Profiles live in ``streamguard/configs/<name>.yaml`` (``demo``, ``test``,
+``production``) or at any YAML path. Overrides are ``section.field=value``
+strings (CLI ``--set``) or a nested dict (pipeline parameter ``overrides``);
+values are parsed as YAML scalars and type-checked against the dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamguard.errors import UserError
+
+PROFILE_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    max_bad_share: float = 0.05
+    """Fail ingest when quarantined rows exceed this share of all rows."""
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    """train/valid/test fractions for the random split."""
+    split_seed: int = 0
+    """Seed of the split (fixed across training seeds, so all seeds see one split)."""
+    max_func_bytes: int = 1_000_000
+    """Functions longer than this are quarantined."""
+
+
+@dataclass
+class OptimConfig:
+    """Fields shared by every trained model."""
+
+    epochs: int = 5
+    batch_size: int = 16
+    lr: float | None = None
+    """Fixed learning rate; None -> LR cache, then LR finder, then fallback_lr."""
+    fallback_lr: float = 1e-3
+    lr_min: float = 1e-5
+    lr_max: float = 1e-2
+    weight_decay: float = 0.01
+    patience: int = 3
+    """Early stopping: epochs without validation-F1 improvement."""
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TransformerConfig(OptimConfig):
+    pretrained: str = "microsoft/codebert-base"
+    """HF model id or local path; 'scratch' trains a small RoBERTa + BPE tokenizer on the train split."""
+    max_length: int = 512
+    scratch_hidden: int = 128
+    scratch_layers: int = 2
+    scratch_heads: int = 4
+    scratch_vocab: int = 2000
+    fallback_lr: float = 2e-5
+    lr_min: float = 1e-6
+    lr_max: float = 1e-3
+
+
+@dataclass
+class GNNConfig(OptimConfig):
+    hidden: int = 128
+    layers: int = 3
+    dropout: float = 0.1
+    max_nodes: int = 4000
+
+
+@dataclass
+class FusionConfig(OptimConfig):
+    hidden: int = 128
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Engine settings shared by all models."""
+
+    amp: str = "auto"
+    """auto (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) | off."""
+    deterministic: bool = True
+    checkpoint_every_steps: int = 50
+    lr_finder: bool = True
+    lr_finder_steps: int = 100
+    lr_cache_ttl_hours: float = 168.0
+    collapse_action: str = "stop"
+    """stop | reduce_lr."""
+    num_threads: int = 0
+    """torch intra-op threads; 0 = library default."""
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    gnn: GNNConfig = field(default_factory=GNNConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except UserError:
+                continue
+        raise UserError(f"{where}: expected {tp}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{where}: expected a string, got {value!r}")
+    raise UserError(f"{where}: unsupported type {tp}")
+
+
+def _apply(obj: Any, updates: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        loc = f"{where}.{key}" if where else key
+        if key not in names:
+            raise UserError(f"{loc}: unknown config field (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"{loc}: expected a mapping, got {value!r}")
+            _apply(current, value, loc)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], loc))
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["gnn.epochs=3", "train.amp=off"]`` -> nested dict."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected section.field=value")
+        path, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = path.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, sets: list[str] | None = None) -> Config:
+    """Load a profile by name or path, then apply ``overrides`` and ``--set`` items."""
+    path = Path(profile)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+        raise UserError(f"profile {profile!r}: no such file {path} (known profiles: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping at top level")
+    cfg = Config()
+    _apply(cfg, raw, "")
+    if overrides:
+        _apply(cfg, overrides, "")
+    if sets:
+        _apply(cfg, parse_set(sets), "")
+    return cfg
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    cfg = Config()
+    _apply(cfg, d, "")
+    return cfg

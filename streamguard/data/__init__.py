@@ -1,0 +1,1 @@
+"""Data: the Sample contract, loaders, ingest (validate, quarantine, split), synthetic demo data."""

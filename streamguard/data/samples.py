@@ -1,0 +1,72 @@
+"""The Sample contract (DESIGN.md): one C function a JSONL line.
+
+Required: ``id`` (str), ``func`` (C source), ``target`` (0 safe, 1 vulnerable).
+Optional: ``project``, ``commit_id``, ``cwe``, ``cve``, ``pair_id``, ``date``.
+
+An ingested dataset is a directory holding ``train.jsonl``, ``valid.jsonl``,
+``test.jsonl`` (Samples), ``quarantine.jsonl`` and ``data_report.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+SPLITS = ("train", "valid", "test")
+OPTIONAL_FIELDS = ("project", "commit_id", "cwe", "cve", "pair_id", "date")
+
+
+@dataclass
+class Sample:
+    id: str
+    func: str
+    target: int
+    project: str | None = None
+    commit_id: str | None = None
+    cwe: str | None = None
+    cve: str | None = None
+    pair_id: str | None = None
+    date: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Sample":
+        return cls(**{k: d.get(k) for k in ("id", "func", "target", *OPTIONAL_FIELDS)})
+
+
+def write_samples(path: str | os.PathLike, samples: Iterable[Sample]) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for s in samples:
+            f.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def read_samples(path: str | os.PathLike) -> list[Sample]:
+    with open(path, encoding="utf-8") as f:
+        return [Sample.from_json(json.loads(line)) for line in f if line.strip()]
+
+
+def read_split(data_dir: str | os.PathLike, split: str) -> list[Sample]:
+    return read_samples(Path(data_dir) / f"{split}.jsonl")
+
+
+def fingerprint(splits: dict[str, list[Sample]]) -> str:
+    """Content hash of an ingested dataset: ids, code, labels and split membership."""
+    h = hashlib.sha256()
+    for split in sorted(splits):
+        for s in sorted(splits[split], key=lambda s: s.id):
+            h.update(f"{split}\0{s.id}\0{s.target}\0".encode())
+            h.update(hashlib.sha256(s.func.encode("utf-8", "surrogatepass")).digest())
+    return h.hexdigest()[:16]

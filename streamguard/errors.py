@@ -1,0 +1,31 @@
+"""Error types and the process exit codes they map to (documented in README)."""
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_BAD_INPUT = 2
+EXIT_COLLAPSE = 3
+EXIT_PREFLIGHT = 4
+
+
+class StreamGuardError(Exception):
+    """Base class of expected errors: printed as one line, no traceback."""
+
+    exit_code = EXIT_UNEXPECTED
+
+
+class UserError(StreamGuardError):
+    """Bad input or configuration. The message names the file, field and value."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CollapseError(StreamGuardError):
+    """Training collapsed (see collapse_report.json)."""
+
+    exit_code = EXIT_COLLAPSE
+
+
+class PreflightError(StreamGuardError):
+    """A required pre-flight check failed."""
+
+    exit_code = EXIT_PREFLIGHT
