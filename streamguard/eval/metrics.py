@@ -1,0 +1,131 @@
+"""Metrics computed from predictions (labels and vulnerable-class probabilities).
+
+Every number StreamGuard reports comes from here, from real predictions:
+precision/recall/F1 of the vulnerable class at a threshold tuned on the
+validation split, accuracy, ROC-AUC, PR-AUC, calibration (ECE, Brier), TPR at
+fixed FPR, VD-S (FNR at FPR <= 0.5%, PrimeVul) and the pair metrics P-C/P-V/P-B/P-R.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def _arrays(y_true, prob) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    p = np.asarray(prob, dtype=np.float64).reshape(-1)
+    if y.shape != p.shape:
+        raise ValueError(f"labels ({y.shape}) and probabilities ({p.shape}) differ in length")
+    return y, p
+
+
+def tune_threshold(y_true, prob) -> float:
+    """Threshold on P(vulnerable) that maximises F1 on these (validation) predictions.
+
+    Candidates are the midpoints between consecutive distinct probabilities; ties
+    go to the threshold nearest 0.5. A split with one class gets 0.5.
+    """
+    y, p = _arrays(y_true, prob)
+    if len(np.unique(y)) < 2:
+        return 0.5
+    prec, rec, thr = skm.precision_recall_curve(y, p)
+    f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)[:-1]
+    best = f1.max()
+    cands = thr[np.isclose(f1, best)]
+    # precision_recall_curve's thresholds are "predict 1 when p >= thr"; move to the
+    # midpoint below thr so the rule "p >= threshold" generalises instead of sitting on a sample.
+    uniq = np.unique(p)
+    mids = []
+    for t in cands:
+        below = uniq[uniq < t]
+        mids.append((t + below.max()) / 2 if below.size else t)
+    mids = np.asarray(mids)
+    return float(mids[np.argmin(np.abs(mids - 0.5))])
+
+
+def expected_calibration_error(y_true, prob, n_bins: int = 10) -> float:
+    y, p = _arrays(y_true, prob)
+    bins = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(p, bins[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(y[m].mean() - p[m].mean())
+    return float(ece)
+
+
+def tpr_at_fpr(y_true, prob, max_fpr: float) -> float:
+    """Best TPR reachable with FPR <= max_fpr (ROC operating point)."""
+    y, p = _arrays(y_true, prob)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    ok = fpr <= max_fpr + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def compute_metrics(y_true, prob, threshold: float = 0.5) -> dict[str, float]:
+    """All point metrics at ``threshold`` (predict vulnerable when prob >= threshold)."""
+    y, p = _arrays(y_true, prob)
+    pred = (p >= threshold).astype(np.int64)
+    two = len(np.unique(y)) == 2
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    out = {
+        "n": int(len(y)),
+        "positives": int(y.sum()),
+        "threshold": float(threshold),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(y, p)) if two else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y, p)) if two else float("nan"),
+        "brier": float(skm.brier_score_loss(y, p, pos_label=1)) if len(y) else float("nan"),
+        "ece": expected_calibration_error(y, p),
+        "tpr_at_fpr_0.5pct": tpr_at_fpr(y, p, 0.005),
+        "tpr_at_fpr_1pct": tpr_at_fpr(y, p, 0.01),
+        "tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn),
+    }
+    vds = out["tpr_at_fpr_0.5pct"]
+    out["vd_s"] = float("nan") if math.isnan(vds) else 1.0 - vds
+    return out
+
+
+def pair_metrics(pairs: Sequence[tuple[int, int]]) -> dict[str, float]:
+    """PrimeVul pair metrics from (prediction on vulnerable, prediction on fixed) pairs.
+
+    P-C both right (1, 0); P-V both vulnerable (1, 1); P-B both benign (0, 0);
+    P-R both reversed (0, 1). Shares of all pairs.
+    """
+    n = len(pairs)
+    if n == 0:
+        return {"pairs": 0}
+    c = {"pair_correct": 0, "pair_vulnerable": 0, "pair_benign": 0, "pair_reversed": 0}
+    for pv, pf in pairs:
+        key = {(1, 0): "pair_correct", (1, 1): "pair_vulnerable", (0, 0): "pair_benign", (0, 1): "pair_reversed"}[(int(pv), int(pf))]
+        c[key] += 1
+    return {"pairs": n, **{k: v / n for k, v in c.items()}}
+
+
+def curves(y_true, prob, max_points: int = 200) -> dict[str, list[float]]:
+    """ROC and PR curves (downsampled) for reports and KFP ClassificationMetrics."""
+    y, p = _arrays(y_true, prob)
+    if len(np.unique(y)) < 2:
+        return {"fpr": [], "tpr": [], "roc_thresholds": [], "precision": [], "recall": []}
+    fpr, tpr, thr = skm.roc_curve(y, p)
+    prec, rec, _ = skm.precision_recall_curve(y, p)
+
+    def pick(n: int) -> np.ndarray:
+        return np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
+
+    r, q = pick(len(fpr)), pick(len(prec))
+    thr = np.where(np.isfinite(thr), thr, 1.0)
+    return {
+        "fpr": fpr[r].tolist(), "tpr": tpr[r].tolist(), "roc_thresholds": thr[r].tolist(),
+        "precision": prec[q].tolist(), "recall": rec[q].tolist(),
+    }

@@ -1,0 +1,42 @@
+"""Filling KFP output artifacts without importing kfp.
+
+Components pass their ``Output[Metrics]`` / ``Output[ClassificationMetrics]`` /
+``Output[Model]`` objects here; these helpers only call the artifact methods
+(``log_metric``, ``log_roc_curve``, ``log_confusion_matrix``) and set
+``metadata``, so the logic stays in ``streamguard`` and is unit-testable with
+any object of the same shape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def log_scalars(metrics_artifact: Any, values: dict[str, Any], prefix: str = "") -> None:
+    for k, v in values.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(float(v)):
+            metrics_artifact.log_metric(f"{prefix}{k}", float(v))
+
+
+def log_classification(cls_artifact: Any, labels, probs, threshold: float) -> None:
+    """Confusion matrix (rows = true class) and ROC curve of the test predictions."""
+    from streamguard.eval.metrics import compute_metrics, curves
+
+    m = compute_metrics(labels, probs, threshold)
+    cls_artifact.log_confusion_matrix(["safe", "vulnerable"], [[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+    c = curves(labels, probs)
+    if c["fpr"]:
+        thr = [min(1.0, max(0.0, t)) for t in c["roc_thresholds"]]
+        cls_artifact.log_roc_curve(c["fpr"], c["tpr"], thr)
+
+
+def annotate(artifact: Any, card: dict[str, Any]) -> None:
+    """Lineage-readable metadata on a model artifact: seed, F1, threshold, fingerprint, version."""
+    test = card.get("test_metrics", {})
+    artifact.metadata.update({
+        "family": card.get("family"), "seed": card.get("seed"), "f1": test.get("f1"),
+        "roc_auc": test.get("roc_auc"), "threshold": card.get("threshold"),
+        "data_fingerprint": card.get("data_fingerprint"), "code_version": card.get("code_version"),
+        "lr": card.get("lr"), "lr_source": card.get("lr_source"),
+    })

@@ -1,0 +1,90 @@
+"""Markdown and HTML reports of an aggregated run (per-seed tables, curves, confusion matrices)."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+COLS = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc")
+
+
+def _f(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# StreamGuard training summary", "",
+             f"Data fingerprint `{summary['data_fingerprint']}`, code version {summary['code_version']}, "
+             f"created {summary['created_at']}.", "",
+             "## Test split, mean ± std over seeds", "",
+             "| model | seeds | " + " | ".join(COLS) + " | best seed |",
+             "|---|---|" + "---|" * len(COLS) + "---|"]
+    for fam, m in summary["models"].items():
+        cells = [f"{_f(m['mean'][k])} ± {_f(m['std'][k])}" for k in COLS]
+        lines.append(f"| {fam} | {m['n_seeds']} | " + " | ".join(cells) + f" | {m['best_seed']} |")
+    lines += ["", "## Per seed", "", "| model | seed | threshold | " + " | ".join(COLS) + " | lr (source) |",
+              "|---|---|---|" + "---|" * len(COLS) + "---|"]
+    for fam, m in summary["models"].items():
+        for seed, s in m["seeds"].items():
+            lr = f"{s['lr']:.3g} ({s['lr_source']})" if s.get("lr") is not None else "n/a"
+            lines.append(f"| {fam} | {seed} | {s['threshold']:.3f} | " + " | ".join(_f(s[k]) for k in COLS) + f" | {lr} |")
+    return "\n".join(lines) + "\n"
+
+
+def _svg_curve(series: list[tuple[str, list[float], list[float]]], xlabel: str, ylabel: str) -> str:
+    w, h, pad = 320, 240, 36
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    out = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">',
+           f'<rect x="{pad}" y="8" width="{w - pad - 8}" height="{h - pad - 8}" fill="none" stroke="#999"/>',
+           f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle">{xlabel}</text>',
+           f'<text x="10" y="{h / 2}" transform="rotate(-90 10 {h / 2})" text-anchor="middle">{ylabel}</text>']
+    for i, (name, xs, ys) in enumerate(series):
+        if not xs:
+            continue
+        pts = " ".join(f"{pad + x * (w - pad - 8):.1f},{8 + (1 - y) * (h - pad - 8):.1f}" for x, y in zip(xs, ys))
+        c = colors[i % len(colors)]
+        out.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{pts}"/>')
+        out.append(f'<text x="{pad + 6}" y="{20 + 12 * i}" fill="{c}">{html.escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def render_html(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """A self-contained HTML page: tables, ROC/PR curves, confusion matrices, training curves."""
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>StreamGuard report</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}h3{margin-top:1.5em}</style></head><body>",
+             "<h1>StreamGuard training summary</h1>",
+             f"<p>Data fingerprint <code>{html.escape(str(summary['data_fingerprint']))}</code>, "
+             f"code version {html.escape(summary['code_version'])}.</p>",
+             "<table><tr><th>model</th><th>seeds</th>" + "".join(f"<th>{c}</th>" for c in COLS) + "<th>best seed</th></tr>"]
+    for fam, m in summary["models"].items():
+        parts.append(f"<tr><td>{fam}</td><td>{m['n_seeds']}</td>" +
+                     "".join(f"<td>{_f(m['mean'][k])} ± {_f(m['std'][k])}</td>" for k in COLS) +
+                     f"<td>{m['best_seed']}</td></tr>")
+    parts.append("</table>")
+    by_fam: dict[str, list] = {}
+    for r in results:
+        by_fam.setdefault(r["family"], []).append(r)
+    for fam, rs in sorted(by_fam.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        parts.append(f"<h2>{fam}</h2><div>")
+        parts.append(_svg_curve([(f"seed {r['seed']}", r["curves"]["fpr"], r["curves"]["tpr"]) for r in rs], "FPR", "TPR"))
+        parts.append(_svg_curve([(f"seed {r['seed']}", r["curves"]["recall"], r["curves"]["precision"]) for r in rs],
+                                "recall", "precision"))
+        hist = []
+        for r in rs:
+            h = r["metadata"].get("history", [])
+            if h:
+                n = max(1, len(h) - 1)
+                hist.append((f"seed {r['seed']} valid F1", [i / n for i in range(len(h))], [e["valid_f1"] for e in h]))
+        parts.append(_svg_curve(hist, "epoch (scaled)", "valid F1"))
+        parts.append("</div><table><tr><th>seed</th><th>TN</th><th>FP</th><th>FN</th><th>TP</th><th>threshold</th></tr>")
+        for r in rs:
+            m = r["metrics"]
+            parts.append(f"<tr><td>{r['seed']}</td><td>{m['tn']}</td><td>{m['fp']}</td><td>{m['fn']}</td>"
+                         f"<td>{m['tp']}</td><td>{m['threshold']:.3f}</td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "".join(parts)

@@ -1,0 +1,332 @@
+"""The training engine: one loop for the transformer, the GNN and the fusion model.
+
+``fit(job)`` trains ``job.model`` on ``job.train`` with:
+
+* AMP (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) and
+  gradient clipping after ``scaler.unscale_`` (``amp.backward_step``);
+* class weights from the training labels; early stopping on validation F1; the
+  decision threshold tuned on validation (max F1) and applied unchanged to test;
+  the best weights are what is returned and exported;
+* the LR from a fixed value, the LR cache, the LR finder or the fallback
+  (``lr_cache.resolve_lr``), recorded as ``lr_source``;
+* collapse detection (NaN/Inf, exploding gradients, loss spikes, one predicted
+  class, vanishing output variance) with ``stop`` (``collapse_report.json``,
+  exit code 3) or ``reduce_lr``;
+* checkpoints to the object store every N steps and every epoch; a job that
+  finds its checkpoint resumes from it, and on CPU with deterministic settings a
+  killed-and-resumed run ends with exactly the metrics of an uninterrupted one.
+
+Batch order is a pure function of (seed, epoch), so resuming at a position
+inside an epoch replays the same batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from streamguard import __version__
+from streamguard.config import OptimConfig, TrainConfig
+from streamguard.eval.metrics import compute_metrics, tune_threshold
+from streamguard.jsonio import write_json_atomic
+from streamguard.storage import ObjectStore
+from streamguard.train import amp as amp_mod
+from streamguard.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from streamguard.train.collapse import CollapseMonitor, handle_collapse
+from streamguard.train.interface import class_weights_from_labels, loss_fn, move_to
+from streamguard.train.lr_cache import LRCache, resolve_lr
+from streamguard.train.lr_finder import find_lr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainJob:
+    """What one training run needs; the engine knows nothing else about the model."""
+
+    family: str  # transformer | gnn | fusion
+    model: nn.Module
+    train: Sequence
+    valid: Sequence
+    test: Sequence
+    collate: Callable[[list], dict]
+    labels: Callable[[Sequence], list[int]]
+    opt: OptimConfig
+    train_cfg: TrainConfig
+    seed: int
+    out_dir: Path
+    store: ObjectStore | None = None
+    checkpoint_key: str | None = None
+    lr_key_parts: dict[str, Any] = field(default_factory=dict)
+    test_ids: list[str] = field(default_factory=list)
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    threshold: float
+    best_epoch: int
+    valid_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    test_labels: list[int]
+    test_probs: list[float]
+    history: list[dict[str, Any]]
+    lr_info: dict[str, Any]
+    resumed_from: dict[str, Any] | None
+    seconds: float
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled batch index lists of one epoch: a pure function of (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Sequence, collate: Callable, batch_size: int, device: torch.device,
+            amp_ctx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Vulnerable-class probabilities and logits for every item of ``data``, in order."""
+    model.eval()
+    probs, logits_all = [], []
+    for i in range(0, len(data), batch_size):
+        batch = move_to(collate([data[j] for j in range(i, min(i + batch_size, len(data)))]), device)
+        with amp_mod.autocast(amp_ctx):
+            logits = model(batch).float()
+        logits_all.append(logits.cpu())
+        probs.append(torch.softmax(logits, dim=-1)[:, 1].cpu())
+    if not probs:
+        return np.zeros(0), np.zeros((0, 2))
+    return torch.cat(probs).numpy(), torch.cat(logits_all).numpy()
+
+
+def _linear_schedule(optimizer, total_steps: int, warmup_share: float = 0.06):
+    warmup = max(1, int(total_steps * warmup_share))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.05, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+
+
+def _make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def _hardware(device: torch.device) -> dict[str, Any]:
+    hw: dict[str, Any] = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                          "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        hw.update(gpu=p.name, gpu_memory_bytes=p.total_memory, capability=f"{p.major}.{p.minor}",
+                  bf16=torch.cuda.is_bf16_supported())
+    return hw
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "streamguard": __version__}
+    for pkg in ("torch", "transformers", "tokenizers", "torch-geometric", "tree-sitter", "tree-sitter-c", "numpy", "scikit-learn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    out["cuda"] = torch.version.cuda or "none"
+    return out
+
+
+def fit(job: TrainJob) -> TrainResult:
+    t0 = time.time()
+    cfg, tc = job.opt, job.train_cfg
+    if tc.num_threads > 0:
+        torch.set_num_threads(tc.num_threads)
+    seed_everything(job.seed, tc.deterministic)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = job.model.to(device)
+    amp_ctx = amp_mod.make_amp(device, tc.amp)
+    train_labels = job.labels(job.train)
+    weights = class_weights_from_labels(train_labels).to(device)
+
+    def batch_loss(m, b):
+        with amp_mod.autocast(amp_ctx):
+            return loss_fn(m, b, weights)
+
+    ckpt = load_checkpoint(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
+    if ckpt is not None:
+        lr_info = ckpt["lr_info"]
+        log.info("%s seed %d: resuming from checkpoint %s (epoch %d, step %d)", job.family, job.seed,
+                 job.checkpoint_key, ckpt["epoch"], ckpt["step"])
+    else:
+        cache = LRCache(job.store, ttl_hours=tc.lr_cache_ttl_hours) if job.store else None
+
+        def finder_batches():
+            for epoch in range(10**6):
+                for idx in epoch_batches(len(job.train), cfg.batch_size, job.seed + 1, epoch):
+                    yield move_to(job.collate([job.train[i] for i in idx]), device)
+
+        def run_finder():
+            return find_lr(model, lambda p, lr: _make_optimizer(p, lr, cfg.weight_decay), finder_batches,
+                           loss=lambda m, b: batch_loss(m, b), steps=tc.lr_finder_steps,
+                           lr_range=(cfg.lr_min, cfg.lr_max), fallback_lr=cfg.fallback_lr, device=device)
+
+        lr_info = resolve_lr(cfg, tc, cache, {"family": job.family, **job.lr_key_parts,
+                                              "batch_size": cfg.batch_size}, run_finder)
+        seed_everything(job.seed, tc.deterministic)  # the finder must not shift the training RNG stream
+    lr = float(lr_info["lr"])
+    log.info("%s seed %d: lr %.3g (%s)", job.family, job.seed, lr, lr_info["lr_source"])
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _make_optimizer(params, lr, cfg.weight_decay)
+    n_batches = math.ceil(len(job.train) / cfg.batch_size)
+    scheduler = _linear_schedule(optimizer, max(1, cfg.epochs * n_batches))
+    scaler = amp_mod.make_scaler(amp_ctx)
+    monitor = CollapseMonitor()
+
+    state: dict[str, Any] = {"epoch": 0, "pos": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1,
+                             "best_state": None, "best_threshold": 0.5, "bad_epochs": 0, "history": [],
+                             "done": False}
+    resumed_from = None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        for k in state:
+            state[k] = ckpt[k]
+        set_rng_state(ckpt["rng"])
+        resumed_from = {"epoch": ckpt["epoch"], "pos": ckpt["pos"], "step": ckpt["step"]}
+
+    def checkpoint() -> None:
+        if job.store and job.checkpoint_key:
+            save_checkpoint(job.store, job.checkpoint_key, {
+                **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+                "lr_info": lr_info, "family": job.family, "seed": job.seed})
+
+    def collapse(reason: str, epoch: int) -> None:
+        handle_collapse(reason, tc.collapse_action, optimizer, report_path=job.out_dir / "collapse_report.json",
+                        step=state["step"], epoch=epoch, history=state["history"][-5:] + monitor.recent(),
+                        family=job.family, seed=job.seed)
+
+    while not state["done"] and state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        model.train()
+        batches = epoch_batches(len(job.train), cfg.batch_size, job.seed, epoch)
+        losses: list[float] = []
+        bar = tqdm(range(state["pos"], len(batches)), desc=f"{job.family} s{job.seed} e{epoch}", leave=False,
+                   disable=None, mininterval=2.0)
+        for pos in bar:
+            batch = move_to(job.collate([job.train[i] for i in batches[pos]]), device)
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = batch_loss(model, batch)
+            grad_norm = amp_mod.backward_step(loss, optimizer, scaler, params, cfg.grad_clip)
+            scheduler.step()
+            state["step"] += 1
+            state["pos"] = pos + 1
+            lv = float(loss.detach())
+            losses.append(lv)
+            reason = monitor.on_step(state["step"], lv, float(grad_norm))
+            if reason:
+                collapse(reason, epoch)
+            if tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0:
+                checkpoint()
+        probs, logits = predict(model, job.valid, job.collate, cfg.batch_size * 2, device, amp_ctx)
+        yv = job.labels(job.valid)
+        thr = tune_threshold(yv, probs)
+        vm = compute_metrics(yv, probs, thr)
+        rec = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
+               "valid_f1": vm["f1"], "valid_roc_auc": vm["roc_auc"], "threshold": thr,
+               "lr": scheduler.get_last_lr()[0], "step": state["step"]}
+        state["history"].append(rec)
+        log.info("%s seed %d epoch %d: loss %.4f valid F1 %.4f", job.family, job.seed, epoch,
+                 rec["train_loss"] or float("nan"), vm["f1"])
+        if vm["f1"] > state["best_f1"]:
+            state.update(best_f1=vm["f1"], best_epoch=epoch, best_threshold=thr, bad_epochs=0,
+                         best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"], state["pos"] = epoch + 1, 0
+        if state["bad_epochs"] >= cfg.patience:
+            log.info("%s seed %d: early stop after epoch %d (best %d)", job.family, job.seed, epoch, state["best_epoch"])
+            state["done"] = True
+        checkpoint()
+
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    thr = float(state["best_threshold"])
+    vprobs, vlogits = predict(model, job.valid, job.collate, cfg.batch_size * 2, device, amp_ctx)
+    yv = job.labels(job.valid)
+    reason = monitor.on_eval(vlogits, (vprobs >= thr).astype(int))
+    if reason:
+        handle_collapse(reason, "stop", optimizer, report_path=job.out_dir / "collapse_report.json",
+                        step=state["step"], epoch=state["epoch"], history=state["history"][-5:],
+                        family=job.family, seed=job.seed)
+    tprobs, _ = predict(model, job.test, job.collate, cfg.batch_size * 2, device, amp_ctx)
+    yt = job.labels(job.test)
+    state["done"] = True
+    checkpoint()
+    return TrainResult(threshold=thr, best_epoch=int(state["best_epoch"]), valid_metrics=compute_metrics(yv, vprobs, thr),
+                       test_metrics=compute_metrics(yt, tprobs, thr), test_labels=list(map(int, yt)),
+                       test_probs=[float(p) for p in tprobs], history=state["history"], lr_info=lr_info,
+                       resumed_from=resumed_from, seconds=time.time() - t0)
+
+
+def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """``training_metadata.json``, ``metrics.json`` and ``predictions.jsonl`` (idx, label, probability)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = job.test_ids or [str(i) for i in range(len(result.test_labels))]
+    pred_lines = "".join(
+        f'{{"idx": {_json_id(i)}, "label": {y}, "prob": {p:.6f}, "pred": {int(p >= result.threshold)}}}\n'
+        for i, y, p in zip(ids, result.test_labels, result.test_probs))
+    from streamguard.jsonio import write_bytes_atomic
+
+    write_bytes_atomic(out / "predictions.jsonl", pred_lines.encode())
+    metrics = {"family": job.family, "seed": job.seed, "threshold": result.threshold,
+               "test": result.test_metrics, "valid": result.valid_metrics}
+    write_json_atomic(out / "metrics.json", metrics)
+    meta = {
+        "family": job.family, "seed": job.seed, "config": {"optim": vars(job.opt), "train": vars(job.train_cfg)},
+        "lr": result.lr_info.get("lr"), "lr_source": result.lr_info.get("lr_source"), "lr_info": result.lr_info,
+        "history": result.history, "best_epoch": result.best_epoch, "threshold": result.threshold,
+        "timings": {"train_seconds": result.seconds}, "resumed_from": result.resumed_from,
+        "hardware": _hardware(next(job.model.parameters()).device), "versions": library_versions(),
+        "sizes": {"train": len(job.train), "valid": len(job.valid), "test": len(job.test)},
+        **job.extra_metadata,
+    }
+    write_json_atomic(out / "training_metadata.json", meta)
+    return meta
+
+
+def _json_id(i: str) -> str:
+    import json
+
+    return str(int(i)) if str(i).isdigit() else json.dumps(str(i))
