@@ -62,7 +62,9 @@ def cmd_build_graphs(args) -> None:
 def cmd_preflight(args) -> None:
     from streamguard.preflight import preflight
 
-    report = preflight(args.data, args.graphs, args.output, _config(args), store=_store(args), require_gpu=args.require_gpu)
+    out = args.output
+    report = preflight(args.data, args.graphs, _config(args), os.path.join(out, "preflight_report.json"),
+                       os.path.join(out, "preflight_report.md"), store=_store(args), require_gpu=args.require_gpu)
     print("pre-flight passed" if report["passed"] else "pre-flight failed")
 
 
@@ -194,6 +196,16 @@ def run_cli(fn: Callable[[], Any]) -> int:
     except Exception:
         log.exception("unexpected failure")
         return EXIT_UNEXPECTED
+
+
+def run_stage(fn: Callable[[], Any]) -> Any:
+    """For KFP components: run ``fn``; an expected error prints one line and exits with its code."""
+    setup_logging(os.environ.get("STREAMGUARD_DEBUG") == "1")
+    try:
+        return fn()
+    except StreamGuardError as e:
+        print(f"streamguard: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:

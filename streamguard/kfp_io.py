@@ -10,6 +10,7 @@ any object of the same shape.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 
@@ -40,3 +41,32 @@ def annotate(artifact: Any, card: dict[str, Any]) -> None:
         "data_fingerprint": card.get("data_fingerprint"), "code_version": card.get("code_version"),
         "lr": card.get("lr"), "lr_source": card.get("lr_source"),
     })
+
+
+def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides: dict, store_uri: str, run_key: str,
+                  model: Any, result: Any, metrics: Any, cls_metrics: Any, graphs: Any = None,
+                  transformer: Any = None, gnn: Any = None) -> dict[str, Any]:
+    """The body of the three training components: train one family for one seed, then fill the artifacts."""
+    from streamguard import training
+    from streamguard.aggregate import read_predictions
+    from streamguard.cli import run_stage
+    from streamguard.config import load_config
+    from streamguard.storage import open_store
+
+    def go() -> dict[str, Any]:
+        cfg, store = load_config(profile, overrides), open_store(store_uri or None)
+        common = dict(seed=seed, cfg=cfg, store=store, run_key=run_key or None)
+        if family == "transformer":
+            return training.train_transformer(data.path, model.path, result.path, **common)
+        if family == "gnn":
+            return training.train_gnn(data.path, graphs.path, model.path, result.path, **common)
+        return training.train_fusion(data.path, graphs.path, transformer.path, gnn.path, model.path, result.path, **common)
+
+    card = run_stage(go)
+    log_scalars(metrics, card["test_metrics"], prefix="test_")
+    log_scalars(metrics, {"threshold": card["threshold"], "seed": seed})
+    _, y, p = read_predictions(Path(result.path) / "predictions.jsonl")
+    log_classification(cls_metrics, y, p, card["threshold"])
+    annotate(model, card)
+    annotate(result, card)
+    return card

@@ -124,8 +124,9 @@ def render_markdown(results: list[CheckResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def preflight(data_dir: str, graphs_dir: str | None, out_dir: str, cfg: Config, store: ObjectStore | None = None,
-              require_gpu: bool = False) -> dict[str, Any]:
+def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str, md_path: str,
+              store: ObjectStore | None = None, require_gpu: bool = False) -> dict[str, Any]:
+    """Run every check; write the JSON and Markdown reports; raise PreflightError on a required failure."""
     checks: list[tuple[str, Callable[[], CheckResult]]] = [
         ("accelerator", lambda: check_accelerator(require_gpu)),
         ("data", lambda: check_data(data_dir, graphs_dir, cfg.transformer.max_length)),
@@ -134,13 +135,12 @@ def preflight(data_dir: str, graphs_dir: str | None, out_dir: str, cfg: Config, 
     results = [_run(n, f) for n, f in checks]
     failed = [r for r in results if r.status == "fail" and r.required]
     report = {"passed": not failed, "checks": [asdict(r) for r in results]}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "preflight_report.json", report)
-    (out / "preflight_report.md").write_text(render_markdown(results))
+    write_json_atomic(json_path, report)
+    Path(md_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(md_path).write_text(render_markdown(results))
     for r in results:
         log.info("preflight %-14s %s  %s", r.name, r.status.upper(), r.message)
     if failed:
         raise PreflightError(f"pre-flight failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed)
-                             + f" (report: {out / 'preflight_report.md'})")
+                             + f" (report: {md_path})")
     return report

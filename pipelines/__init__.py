@@ -1,0 +1,1 @@
+"""The StreamGuard KFP pipeline, its compile profiles and entry points."""
