@@ -9,6 +9,7 @@ values are parsed as YAML scalars and type-checked against the dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,20 +108,26 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, where: str, raw: bool = False) -> Any:
+    """Check ``value`` against the field type ``tp``; ``raw`` values are CLI strings parsed for that type."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and (value is None or (raw and value in ("null", "none", "None", "~"))):
             return None
         for a in args:
             if a is type(None):
                 continue
             try:
-                return _coerce(value, a, where)
+                return _coerce(value, a, where, raw)
             except UserError:
                 continue
         raise UserError(f"{where}: expected {tp}, got {value!r}")
+    if raw and tp is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"{where}: cannot parse {value!r}") from None
     if origin is list:
         if not isinstance(value, list):
             raise UserError(f"{where}: expected a list, got {value!r}")
@@ -144,7 +151,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise UserError(f"{where}: unsupported type {tp}")
 
 
-def _apply(obj: Any, updates: dict[str, Any], where: str) -> None:
+def _apply(obj: Any, updates: dict[str, Any], where: str, raw: bool = False) -> None:
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in updates.items():
@@ -155,24 +162,23 @@ def _apply(obj: Any, updates: dict[str, Any], where: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise UserError(f"{loc}: expected a mapping, got {value!r}")
-            _apply(current, value, loc)
+            _apply(current, value, loc, raw)
         else:
-            setattr(obj, key, _coerce(value, hints[key], loc))
+            setattr(obj, key, _coerce(value, hints[key], loc, raw))
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["gnn.epochs=3", "train.amp=off"]`` -> nested dict."""
+    """``["gnn.epochs=3", "train.amp=off"]`` -> nested dict of the raw value strings."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected section.field=value")
         path, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
         node = out
         parts = path.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = value
+        node[parts[-1]] = raw
     return out
 
 
@@ -195,7 +201,7 @@ def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, 
     if overrides:
         _apply(cfg, overrides, "")
     if sets:
-        _apply(cfg, parse_set(sets), "")
+        _apply(cfg, parse_set(sets), "", raw=True)
     return cfg
 
 
