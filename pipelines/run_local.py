@@ -21,7 +21,8 @@ from pipelines.compile import DEFAULT_OUTPUT
 
 
 def run_local(input_uri: str, workdir: str | Path, *, pipeline_yaml: str | Path = DEFAULT_OUTPUT,
-              seeds: list[int] | None = None, profile: str = "demo", overrides: dict | None = None) -> dict:
+              seeds: list[int] | None = None, profile: str = "demo", overrides: dict | None = None,
+              require_gpu: bool = False) -> dict:
     """Run the compiled pipeline; returns the local paths of its outputs."""
     from kfp import components, local
 
@@ -34,7 +35,7 @@ def run_local(input_uri: str, workdir: str | Path, *, pipeline_yaml: str | Path 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(pipeline_yaml))
     args = {"input_uri": str(Path(input_uri).resolve()), "profile": profile, "store_uri": str(store),
-            "overrides": overrides or {}}
+            "overrides": overrides or {}, "require_gpu": require_gpu}
     if seeds is not None:
         args["seeds"] = list(seeds)
     try:
