@@ -5,10 +5,11 @@ train_gnn -> train_fusion -> aggregate (dsl.Collected fan-in).
 """
 
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Markdown
+from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
+from kfp.dsl.graph_component import GraphComponent
 
 from components.aggregate import aggregate
 from components.build_graphs import build_graphs
@@ -28,34 +29,67 @@ class Outputs(NamedTuple):
     report_html: HTML
 
 
-@dsl.pipeline(name=PIPELINE_NAME,
-              description="Train a vulnerable-C-function detector: transformer, GNN and fusion over several seeds.")
-def streamguard_training(
-    input_uri: str,
-    seeds: list = DEFAULT_SEEDS,
-    profile: str = "demo",
-    overrides: dict = {},
-    store_uri: str = "",
-    require_gpu: bool = False,
-) -> Outputs:
-    """``input_uri``: dataset (path, URL or s3:// URI); ``profile``: config profile; ``overrides``: nested
-    config overrides; ``store_uri``: object store for checkpoints, LR cache and graph shards
-    (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA."""
-    common = dict(profile=profile, overrides=overrides)
-    data = ingest(input_uri=input_uri, **common).set_display_name("ingest")
-    graphs = build_graphs(data=data.outputs["data"], store_uri=store_uri, **common).set_display_name("build graphs")
-    gate = preflight(data=data.outputs["data"], graphs=graphs.outputs["graphs"], store_uri=store_uri,
-                     require_gpu=require_gpu, **common).set_display_name("pre-flight")
-    run_key = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-    with dsl.ParallelFor(seeds, name="seeds") as seed:
-        tr = train_transformer(data=data.outputs["data"], seed=seed, store_uri=store_uri, run_key=run_key,
-                               **common).after(gate).set_display_name("train transformer")
-        gn = train_gnn(data=data.outputs["data"], graphs=graphs.outputs["graphs"], seed=seed, store_uri=store_uri,
-                       run_key=run_key, **common).after(gate).set_display_name("train GNN")
-        fu = train_fusion(data=data.outputs["data"], graphs=graphs.outputs["graphs"], transformer=tr.outputs["model"],
-                          gnn=gn.outputs["model"], seed=seed, store_uri=store_uri, run_key=run_key,
-                          **common).set_display_name("train fusion")
-    agg = aggregate(transformer_results=dsl.Collected(tr.outputs["result"]),
-                    gnn_results=dsl.Collected(gn.outputs["result"]),
-                    fusion_results=dsl.Collected(fu.outputs["result"])).set_display_name("aggregate")
-    return Outputs(summary=agg.outputs["summary"], report=agg.outputs["report"], report_html=agg.outputs["report_html"])
+TaskHook = Callable[[str, PipelineTask], None]
+"""``hook(stage, task)``: called once per task while the graph is built; ``stage`` is the component's
+name (``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``, ``train_fusion``,
+``aggregate``). ``pipelines/platform.py`` uses it to apply a compile profile's Kubernetes settings."""
+
+CACHEABLE_STAGES = ("ingest", "build_graphs", "aggregate")
+TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")
+
+
+def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False) -> GraphComponent:
+    """Build the pipeline. ``hook`` decorates each task (see ``TaskHook``); ``cache_training`` lets KFP reuse
+    cached training results (off: every run trains; the pre-flight gate is never cached)."""
+
+    def setup(stage: str, task: PipelineTask) -> PipelineTask:
+        if stage in TRAINING_STAGES:
+            task.set_caching_options(cache_training)
+        else:
+            task.set_caching_options(stage in CACHEABLE_STAGES)
+        if hook is not None:
+            hook(stage, task)
+        return task
+
+    @dsl.pipeline(name=PIPELINE_NAME,
+                  description="Train a vulnerable-C-function detector: transformer, GNN and fusion over several seeds.")
+    def streamguard_training(
+        input_uri: str,
+        seeds: list = DEFAULT_SEEDS,
+        profile: str = "demo",
+        overrides: dict = {},
+        store_uri: str = "",
+        require_gpu: bool = False,
+    ) -> Outputs:
+        """``input_uri``: dataset (path, URL or s3:// URI); ``profile``: config profile; ``overrides``: nested
+        config overrides; ``store_uri``: object store for checkpoints, LR cache and graph shards
+        (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA."""
+        common = dict(profile=profile, overrides=overrides)
+        data = setup("ingest", ingest(input_uri=input_uri, **common).set_display_name("ingest"))
+        graphs = setup("build_graphs", build_graphs(data=data.outputs["data"], store_uri=store_uri,
+                                                    **common).set_display_name("build graphs"))
+        gate = setup("preflight", preflight(data=data.outputs["data"], graphs=graphs.outputs["graphs"], store_uri=store_uri,
+                                            require_gpu=require_gpu, **common).set_display_name("pre-flight"))
+        run_key = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        with dsl.ParallelFor(seeds, name="seeds") as seed:
+            tr = setup("train_transformer", train_transformer(
+                data=data.outputs["data"], seed=seed, store_uri=store_uri, run_key=run_key,
+                **common).after(gate).set_display_name("train transformer"))
+            gn = setup("train_gnn", train_gnn(
+                data=data.outputs["data"], graphs=graphs.outputs["graphs"], seed=seed, store_uri=store_uri,
+                run_key=run_key, **common).after(gate).set_display_name("train GNN"))
+            fu = setup("train_fusion", train_fusion(
+                data=data.outputs["data"], graphs=graphs.outputs["graphs"], transformer=tr.outputs["model"],
+                gnn=gn.outputs["model"], seed=seed, store_uri=store_uri, run_key=run_key,
+                **common).set_display_name("train fusion"))
+        agg = setup("aggregate", aggregate(transformer_results=dsl.Collected(tr.outputs["result"]),
+                                           gnn_results=dsl.Collected(gn.outputs["result"]),
+                                           fusion_results=dsl.Collected(fu.outputs["result"])
+                                           ).set_display_name("aggregate"))
+        return Outputs(summary=agg.outputs["summary"], report=agg.outputs["report"],
+                       report_html=agg.outputs["report_html"])
+
+    return streamguard_training
+
+
+streamguard_training = build_pipeline()

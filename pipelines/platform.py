@@ -1,0 +1,215 @@
+"""Compile profiles: where and how the pipeline's tasks run (``pipelines/profiles/NAME.yaml``).
+
+A profile is data — image registry, GPU node-pool label, GPU count, CPU/memory,
+retries, timeouts, the Secret/ConfigMap the pods read — and ``apply(profile, stage,
+task)`` turns it into KFP task settings and ``kfp.kubernetes`` platform settings.
+``pipelines/compile.py`` passes ``configure(profile)`` to the pipeline as its task hook.
+
+The ``local`` profile has no ``kubernetes:`` section and adds no Kubernetes settings
+(``kfp.local`` runs it on this machine). Credentials never appear here: only the
+*names* of the Secret and ConfigMap and of their keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+GPU_RESOURCE = "nvidia.com/gpu"
+TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")
+SHM_VOLUME = "dshm"
+SHM_PATH = "/dev/shm"
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """``PipelineTask.set_retry``: a preempted GPU node resumes from the last checkpoint on retry."""
+    num_retries: int = 3
+    backoff_duration: str = "60s"
+    backoff_factor: float = 2.0
+    backoff_max_duration: str = "3600s"
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str = GPU_RESOURCE
+    operator: str = "Exists"
+    effect: str = "NoSchedule"
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Resources and placement for one kind of task (``gpu``: training; ``cpu``: everything else)."""
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "4Gi"
+    memory_limit: str = "8Gi"
+    accelerator_count: int = 0
+    accelerator_type: str = GPU_RESOURCE
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    shm_size: str | None = None
+    """Size limit of the memory-backed ``/dev/shm`` emptyDir (PyTorch data loaders); None: no mount."""
+    timeout_seconds: int | None = None
+    retry: Retry | None = None
+
+
+@dataclass(frozen=True)
+class Kubernetes:
+    """Cluster settings; absent in the ``local`` profile."""
+    secret: str = "streamguard-minio"
+    secret_env: dict[str, str] = field(default_factory=lambda: {
+        "MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"})
+    """Secret key -> environment variable."""
+    config_map: str = "streamguard-config"
+    config_map_env: dict[str, str] = field(default_factory=lambda: {
+        "MINIO_ENDPOINT": "MINIO_ENDPOINT", "MINIO_SECURE": "MINIO_SECURE",
+        "STREAMGUARD_BUCKET": "STREAMGUARD_BUCKET", "LR_CACHE_TTL_HOURS": "LR_CACHE_TTL_HOURS"})
+    """ConfigMap key -> environment variable."""
+    store_uri: str = "s3://streamguard"
+    """``STREAMGUARD_STORE`` for every task: the store used when the ``store_uri`` parameter is empty."""
+    preflight_on_gpu: bool = True
+    """Run the pre-flight gate on the GPU pool (CUDA image) so that its GPU checks see a GPU."""
+    gpu: Pool = field(default_factory=Pool)
+    cpu: Pool = field(default_factory=Pool)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    registry: str = "ghcr.io/streamguard"
+    """Image registry; images are ``{registry}/streamguard-{cpu,cuda}:{package version}``."""
+    kubernetes: Kubernetes | None = None
+
+    def image(self, gpu: bool) -> str:
+        from components._image import VERSION
+
+        return f"{self.registry.rstrip('/')}/streamguard-{'cuda' if gpu else 'cpu'}:{VERSION}"
+
+    def gpu_stages(self) -> tuple[str, ...]:
+        """The stages that run on the GPU pool (none for a profile without Kubernetes settings)."""
+        if self.kubernetes is None:
+            return ()
+        return TRAINING_STAGES + (("preflight",) if self.kubernetes.preflight_on_gpu else ())
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """A dataclass from a YAML mapping, checking every field's type; errors name ``where.field``."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ProfileError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(names))})")
+    return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ProfileError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in value.items()):
+            raise ProfileError(f"{where}: expected a mapping of strings to strings, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # cpu: 8 in YAML means "8"
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ProfileError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return PROFILES_DIR / f"{name_or_path}.yaml"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load ``pipelines/profiles/NAME.yaml`` (or a YAML file given by path)."""
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        raise ProfileError(f"compile profile {str(name_or_path)!r}: no file {path} "
+                           f"(available: {', '.join(available_profiles())})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML: {e}") from None
+    profile = _build(Profile, data, str(path))
+    k = profile.kubernetes
+    if k is not None:
+        if k.gpu.accelerator_count < 1:
+            raise ProfileError(f"{path}: kubernetes.gpu.accelerator_count: must be >= 1 for a cluster profile")
+        if not k.gpu.node_selector:
+            raise ProfileError(f"{path}: kubernetes.gpu.node_selector: empty (the GPU node-pool label is required)")
+        if k.cpu.accelerator_count:
+            raise ProfileError(f"{path}: kubernetes.cpu.accelerator_count: CPU stages never request a GPU")
+    return profile
+
+
+def apply(profile: Profile, stage: str, task) -> None:
+    """Apply ``profile`` to one pipeline task (``stage``: the component's name)."""
+    gpu = stage in profile.gpu_stages()
+    task.set_container_image(profile.image(gpu or stage in TRAINING_STAGES))
+    k = profile.kubernetes
+    if k is None:
+        return
+    from kfp import kubernetes
+
+    pool = k.gpu if gpu else k.cpu
+    task.set_cpu_request(pool.cpu_request).set_cpu_limit(pool.cpu_limit)
+    task.set_memory_request(pool.memory_request).set_memory_limit(pool.memory_limit)
+    if pool.accelerator_count:
+        task.set_accelerator_type(pool.accelerator_type).set_accelerator_limit(pool.accelerator_count)
+    for key, value in pool.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for t in pool.tolerations:
+        kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    if pool.shm_size:
+        kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path=SHM_PATH, medium="Memory",
+                                   size_limit=pool.shm_size)
+    if pool.retry:
+        r = pool.retry
+        task.set_retry(num_retries=r.num_retries, backoff_duration=r.backoff_duration,
+                       backoff_factor=r.backoff_factor, backoff_max_duration=r.backoff_max_duration)
+    if pool.timeout_seconds:
+        kubernetes.set_timeout(task, pool.timeout_seconds)
+    kubernetes.use_secret_as_env(task, secret_name=k.secret, secret_key_to_env=dict(k.secret_env))
+    kubernetes.use_config_map_as_env(task, config_map_name=k.config_map, config_map_key_to_env=dict(k.config_map_env))
+    if k.store_uri:
+        task.set_env_variable("STREAMGUARD_STORE", k.store_uri)
+
+
+def configure(profile: Profile) -> Callable[[str, Any], None]:
+    """The pipeline's task hook for ``profile`` (see ``pipelines.streamguard_pipeline.build_pipeline``)."""
+    return lambda stage, task: apply(profile, stage, task)
