@@ -1,0 +1,122 @@
+"""LR finder: a sane lr on separable data, exact restoration, fallback on every failure."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from streamguard.train.lr_finder import LRFinderResult, find_lr, steepest_descent
+from train_toys import MLP, separable
+
+
+def adam(params, lr):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_finds_lr_in_range_and_restores_everything_exactly():
+    torch.manual_seed(0)
+    model = MLP(dropout=0.1)  # dropout consumes RNG during the sweep
+    model.eval()
+    before = _state(model)
+    data = separable()
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    res = find_lr(model, adam, data, steps=100, lr_range=(1e-5, 1e-1), fallback_lr=1e-3)
+    # RNG streams continue exactly as if the finder had not run
+    after_draws = (random.random(), float(np.random.rand()), torch.rand(3))
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    assert after_draws[0] == random.random() and after_draws[1] == float(np.random.rand())
+    assert torch.equal(after_draws[2], torch.rand(3))
+
+    assert isinstance(res, LRFinderResult)
+    assert res.source == "finder", res.reason
+    assert 1e-5 <= res.lr <= 1e-1
+    assert 1e-5 <= res.suggested <= 10.0
+    assert len(res.lrs) == len(res.losses) >= 10
+    assert res.lrs == sorted(res.lrs) and res.lrs[0] == pytest.approx(1e-7)
+    after = _state(model)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_sweep_stops_on_divergence_and_result_is_json_ready():
+    torch.manual_seed(0)
+    model = MLP()
+    res = find_lr(model, lambda p, lr: torch.optim.SGD(p, lr=lr), lambda: iter(separable()),
+                  steps=100, end_lr=1e4, lr_range=(1e-5, 1e-1))
+    assert res.stopped is not None and len(res.lrs) < 100
+    assert res.source == "finder" and 1e-5 <= res.lr <= 1e-1
+    import json
+
+    json.dumps(res.to_dict(), allow_nan=False)
+
+
+def test_clamped_to_range_with_note():
+    torch.manual_seed(0)
+    res = find_lr(MLP(), adam, separable(), steps=60, lr_range=(1e-9, 1e-8))
+    assert res.source == "finder" and res.lr == 1e-8 and "clamped" in res.reason
+
+
+def test_one_shot_iterator_is_cycled():
+    torch.manual_seed(0)
+    res = find_lr(MLP(), adam, iter(separable(n=64)), steps=40, lr_range=(1e-5, 1.0))
+    assert res.source == "finder" and len(res.lrs) > 2
+
+
+def test_loss_that_raises_gives_fallback(caplog):
+    torch.manual_seed(0)
+    model = MLP()
+    before = _state(model)
+    calls = []
+
+    def bad_loss(m, b):
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return torch.nn.functional.cross_entropy(m(b), b["labels"]), None
+
+    with caplog.at_level(logging.WARNING, logger="streamguard.train.lr_finder"):
+        res = find_lr(model, adam, separable(), loss=bad_loss, fallback_lr=2e-5)
+    assert res.lr == 2e-5 and res.source == "fallback"
+    assert "RuntimeError" in res.reason and "device-side assert" in res.reason
+    assert any("fallback" in r.getMessage() for r in caplog.records)
+    after = _state(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # three steps were undone
+
+
+def test_nan_from_step_one_gives_fallback():
+    torch.manual_seed(0)
+    nan_loss = lambda m, b: m(b).sum() * float("nan")
+    res = find_lr(MLP(), adam, separable(), loss=nan_loss, fallback_lr=1e-3)
+    assert res.source == "fallback" and res.lr == 1e-3
+    assert "too few points" in res.reason and "non-finite loss at step 0" in res.reason
+
+
+def test_other_failures_give_fallback():
+    torch.manual_seed(0)
+    assert "no batches" in find_lr(MLP(), adam, [], fallback_lr=1e-3).reason
+    assert find_lr(MLP(), adam, separable(), steps=1).source == "fallback"
+    # a model that cannot learn (loss independent of the weights): no descent
+    flat = lambda m, b: (m(b) * 0.0).sum() + 1.0
+    res = find_lr(MLP(), adam, separable(), loss=flat, steps=30)
+    assert res.source == "fallback" and "never decreased" in res.reason
+
+
+def test_steepest_descent_on_a_known_curve():
+    lrs = list(np.logspace(-6, 0, 61))
+    losses = [1.0 / (1 + np.exp(3 * (np.log10(lr) + 3))) for lr in lrs]  # steepest at 1e-3
+    lr, why = steepest_descent(lrs, losses)
+    assert why is None and lr == pytest.approx(1e-3, rel=0.1)
+    assert steepest_descent(lrs[:3], losses[:3])[0] is None
