@@ -1,0 +1,220 @@
+"""The compiled pipeline, for every compile profile: golden YAML, GPU/CPU placement, credentials.
+
+Each profile is compiled here (with dummy credentials in the environment) and must equal the
+committed YAML byte for byte; the committed YAML is then parsed into KFP's own protobufs
+(PipelineSpec, PlatformSpec, KubernetesExecutorConfig) and checked task by task.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipelines.compile import compile_pipeline, default_output
+from pipelines.platform import load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = ["local", "gke-a100", "generic-a100"]
+CLUSTER_PROFILES = ["gke-a100", "generic-a100"]
+# The requirement, written out (not read back from the profile files).
+GPU_NODE_SELECTOR = {
+    "gke-a100": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"},
+    "generic-a100": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
+}
+GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
+CPU_STAGES = {"ingest", "build_graphs", "aggregate"}
+SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
+CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_BUCKET", "LR_CACHE_TTL_HOURS")}
+# Injected into the environment while compiling: none may end up in the YAML.
+DUMMY_CREDENTIALS = {
+    "MINIO_ACCESS_KEY": "sg-test-dummy-access-5d1f0c",
+    "MINIO_SECRET_KEY": "sg-test-dummy-secret-9a7e42b1",
+    "MINIO_ENDPOINT": "sg-test-dummy-minio.invalid:9443",
+    "AWS_SECRET_ACCESS_KEY": "sg-test-dummy-aws-secret-03bd",
+    "STREAMGUARD_STORE": "s3://sg-test-dummy-bucket-77c2",
+}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> dict[str, str]:
+    """Every profile compiled now, with dummy credentials in the environment."""
+    mp = pytest.MonkeyPatch()
+    for k, v in DUMMY_CREDENTIALS.items():
+        mp.setenv(k, v)
+    mp.delenv("CACHE_TRAINING", raising=False)
+    out = tmp_path_factory.mktemp("compiled")
+    try:
+        return {p: compile_pipeline(out / f"{p}.yaml", p).read_text() for p in PROFILES}
+    finally:
+        mp.undo()
+
+
+def parse(text: str):
+    """(PipelineSpec, {executor label: KubernetesExecutorConfig}) of a compiled YAML."""
+    docs = list(yaml.safe_load_all(text))
+    spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
+    k8s = {}
+    if len(docs) > 1:
+        platform = json_format.ParseDict(docs[1], pipeline_spec_pb2.PlatformSpec())
+        for label, cfg in platform.platforms["kubernetes"].deployment_spec.executors.items():
+            k8s[label] = json_format.ParseDict(json_format.MessageToDict(cfg), k8s_pb2.KubernetesExecutorConfig())
+    return spec, k8s
+
+
+def tasks(spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, tuple]:
+    """stage (component name) -> (PipelineTaskSpec, executor label, PipelineContainerSpec), in every DAG."""
+    deployment = json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec),
+                                       pipeline_spec_pb2.PipelineDeploymentConfig())
+    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+    out = {}
+    for dag in dags:
+        for name, task in dag.tasks.items():
+            comp = spec.components[task.component_ref.name]
+            if comp.executor_label:
+                out[name.replace("-", "_")] = (task, comp.executor_label,
+                                               deployment.executors[comp.executor_label].container)
+    return out
+
+
+@pytest.fixture(scope="module", params=PROFILES)
+def compiled(request):
+    profile = request.param
+    spec, k8s = parse(default_output(profile).read_text())
+    return profile, tasks(spec), k8s
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_committed_yaml_is_what_the_code_compiles(fresh, profile):
+    committed = default_output(profile)
+    assert committed.is_file(), f"{committed} missing: run `python -m pipelines.compile --all` and commit it"
+    assert fresh[profile] == committed.read_text(), (
+        f"{committed.relative_to(REPO)} is stale: run `python -m pipelines.compile --all` and commit the result")
+
+
+def test_output_paths():
+    assert default_output("local") == REPO / "pipelines" / "streamguard_training.yaml"
+    assert default_output("gke-a100") == REPO / "pipelines" / "compiled" / "streamguard_training.gke-a100.yaml"
+
+
+def test_every_stage_is_present(compiled):
+    _, by_stage, _ = compiled
+    assert set(by_stage) == GPU_STAGES | CPU_STAGES
+
+
+@pytest.mark.parametrize("profile", CLUSTER_PROFILES)
+def test_gpu_tasks(profile):
+    prof = load_profile(profile).kubernetes
+    spec, k8s = parse(default_output(profile).read_text())
+    by_stage = tasks(spec)
+    for stage in sorted(GPU_STAGES):
+        task, label, container = by_stage[stage]
+        where = f"{profile}/{stage}"
+        acc = container.resources.accelerator
+        assert acc.resource_type == "nvidia.com/gpu", where
+        assert int(acc.resource_count) == prof.gpu.accelerator_count >= 1, where
+        r = container.resources
+        assert (r.resource_cpu_request, r.resource_cpu_limit) == (prof.gpu.cpu_request, prof.gpu.cpu_limit), where
+        assert (r.resource_memory_request, r.resource_memory_limit) == (prof.gpu.memory_request,
+                                                                         prof.gpu.memory_limit), where
+        assert re.fullmatch(r"[\w.\-/:]+/streamguard-cuda:\d+\.\d+\.\d+\S*", container.image), where
+
+        cfg = k8s[label]
+        assert dict(cfg.node_selector.labels) == GPU_NODE_SELECTOR[profile], where
+        assert any(t.key == "nvidia.com/gpu" and t.effect == "NoSchedule" and t.operator in ("Exists", "Equal")
+                   for t in cfg.tolerations), where
+        shm = [m for m in cfg.empty_dir_mounts if m.mount_path == "/dev/shm"]
+        assert len(shm) == 1 and shm[0].medium == "Memory" and shm[0].size_limit, where
+        assert cfg.active_deadline_seconds > 0, where
+
+        rp = task.retry_policy
+        assert rp.max_retry_count >= 1, where
+        assert rp.backoff_duration.seconds > 0 and rp.backoff_factor > 1, where
+        assert rp.backoff_max_duration.seconds >= rp.backoff_duration.seconds, where
+
+
+@pytest.mark.parametrize("profile", CLUSTER_PROFILES)
+def test_cpu_tasks_stay_off_the_gpu_pool(profile):
+    spec, k8s = parse(default_output(profile).read_text())
+    for stage in sorted(CPU_STAGES):
+        _, label, container = tasks(spec)[stage]
+        where = f"{profile}/{stage}"
+        assert not container.resources.HasField("accelerator"), where
+        assert re.fullmatch(r"[\w.\-/:]+/streamguard-cpu:\S+", container.image), where
+        cfg = k8s[label]
+        gpu_labels = set().union(*GPU_NODE_SELECTOR.values())
+        assert not gpu_labels & set(cfg.node_selector.labels), where
+        assert not [t for t in cfg.tolerations if "gpu" in t.key], where
+        assert container.resources.resource_cpu_request and container.resources.resource_memory_limit, where
+
+
+def test_no_task_of_any_profile_requests_a_gpu_outside_the_gpu_stages(compiled):
+    profile, by_stage, _ = compiled
+    for stage, (_, _, container) in by_stage.items():
+        if stage not in GPU_STAGES or profile == "local":
+            acc = container.resources.accelerator
+            assert not acc.resource_count and not acc.count and not acc.resource_type, f"{profile}/{stage}"
+
+
+def test_every_cluster_task_reads_credentials_from_the_secret_and_config_map(compiled):
+    profile, by_stage, k8s = compiled
+    if profile == "local":
+        assert k8s == {}, "the local profile must add no Kubernetes settings"
+        return
+    for stage, (_, label, container) in by_stage.items():
+        cfg = k8s[label]
+        (secret,) = cfg.secret_as_env
+        assert secret.secret_name == "streamguard-minio"
+        assert {e.secret_key: e.env_var for e in secret.key_to_env} == SECRET_ENV
+        assert not secret.optional
+        (cm,) = cfg.config_map_as_env
+        assert cm.config_map_name == "streamguard-config"
+        assert {e.config_map_key: e.env_var for e in cm.key_to_env} == CONFIG_MAP_ENV
+        # plain container env holds no credential (only the store URI)
+        assert not {e.name for e in container.env} & {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT"}
+        assert {e.name: e.value for e in container.env}.get("STREAMGUARD_STORE") == "s3://streamguard", stage
+
+
+def test_caching(compiled):
+    profile, by_stage, _ = compiled
+    cache = {stage: task.caching_options.enable_cache for stage, (task, _, _) in by_stage.items()}
+    assert cache["ingest"] and cache["build_graphs"], profile
+    assert not cache["train_transformer"] and not cache["train_gnn"] and not cache["train_fusion"], profile
+    assert not cache["preflight"], "the pre-flight gate checks live state: never cached"
+
+
+def test_local_profile_adds_no_kubernetes_settings():
+    text = default_output("local").read_text()
+    assert len(list(yaml.safe_load_all(text))) == 1  # no PlatformSpec document
+    spec, _ = parse(text)
+    for stage, (task, _, container) in tasks(spec).items():
+        assert not task.HasField("retry_policy"), stage
+        assert not container.HasField("resources"), stage
+        assert not container.env, stage
+
+
+def _secret_values() -> list[tuple[str, str]]:
+    """(where, value) of every credential we know: the injected dummies and manifests' env files."""
+    values = [(f"dummy {k}", v) for k, v in DUMMY_CREDENTIALS.items()]
+    for env_file in sorted((REPO / "manifests").glob("**/*.env*")):
+        for line in env_file.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.strip().startswith("#") and len(value.strip()) >= 4:
+                values.append((f"{env_file.relative_to(REPO)}:{key.strip()}", value.strip()))
+    return values
+
+
+def test_no_secret_value_in_any_compiled_yaml(fresh):
+    values = _secret_values()
+    assert any("MINIO_SECRET_KEY" in where for where, _ in values) or not (REPO / "manifests").is_dir()
+    files = {str(p.relative_to(REPO)): p.read_text() for p in
+             [REPO / "pipelines" / "streamguard_training.yaml", *sorted((REPO / "pipelines" / "compiled").glob("*.yaml"))]}
+    files.update({f"fresh:{p}": text for p, text in fresh.items()})
+    assert len(files) >= 2 * len(PROFILES)
+    leaks = [f"{where} in {name}" for name, text in files.items() for where, value in values if value in text]
+    assert not leaks, f"credential values found in compiled YAML (values not shown): {leaks}"

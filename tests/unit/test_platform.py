@@ -1,0 +1,121 @@
+"""Compile profiles: loading and validation, and what applying one does to the compiled pipeline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.compile import compile_pipeline, main as compile_main
+from pipelines.platform import PROFILES_DIR, ProfileError, available_profiles, load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+GKE = (PROFILES_DIR / "gke-a100.yaml").read_text()
+
+
+def docs(path: Path) -> list[dict]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def executors(path: Path) -> dict[str, dict]:
+    return docs(path)[0]["deploymentSpec"]["executors"]
+
+
+def caching(path: Path) -> dict[str, bool]:
+    spec = docs(path)[0]
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return {name: t.get("cachingOptions", {}).get("enableCache", False) for d in dags for name, t in d["tasks"].items()
+            if not name.startswith("for-loop")}
+
+
+def write_profile(tmp_path: Path, text: str, name: str = "custom") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_the_three_profiles_load():
+    assert {"local", "gke-a100", "generic-a100"} <= set(available_profiles())
+    local = load_profile("local")
+    assert local.kubernetes is None and local.gpu_stages() == ()
+    for name, (key, value) in {"gke-a100": ("cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
+                               "generic-a100": ("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-40GB")}.items():
+        p = load_profile(name)
+        assert p.name == name
+        k = p.kubernetes
+        assert k.gpu.node_selector == {key: value}
+        assert k.gpu.accelerator_count == 1 and k.gpu.accelerator_type == "nvidia.com/gpu"
+        assert k.cpu.accelerator_count == 0 and k.cpu.node_selector == {} and k.cpu.tolerations == ()
+        assert k.secret == "streamguard-minio" and k.config_map == "streamguard-config"
+        assert set(p.gpu_stages()) == {"train_transformer", "train_gnn", "train_fusion", "preflight"}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("accelerator_count: 1", "accelerator_count: two"), "kubernetes.gpu.accelerator_count: expected int"),
+    (lambda t: t.replace("shm_size: 16Gi", "shm_size: 16Gi\n    shm: 1"), "kubernetes.gpu: unknown field(s) shm"),
+    (lambda t: t.replace("node_selector: {cloud.google.com/gke-accelerator: nvidia-tesla-a100}", "node_selector: {}"),
+     "kubernetes.gpu.node_selector: empty"),
+    (lambda t: t.replace("accelerator_count: 1", "accelerator_count: 0"), "accelerator_count: must be >= 1"),
+    (lambda t: t.replace("preflight_on_gpu: true", "preflight_on_gpu: yes please"), "preflight_on_gpu: expected bool"),
+    (lambda t: t + "  cpu: [1, 2]\n", "kubernetes.cpu: expected a mapping"),
+])
+def test_a_bad_profile_names_file_and_field(tmp_path, edit, message):
+    path = write_profile(tmp_path, edit(GKE))
+    with pytest.raises(ProfileError) as e:
+        load_profile(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_an_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ProfileError, match="available: generic-a100, gke-a100, local"):
+        load_profile("aks-h100")
+
+
+def test_compile_cli_reports_a_bad_profile_in_one_line(capsys):
+    assert compile_main(["--profile", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: compile profile 'nope'") and err.count("\n") == 1
+
+
+def test_registry_and_gpu_placement_are_profile_settings(tmp_path):
+    text = (GKE.replace("registry: ghcr.io/streamguard", "registry: registry.example.test/ml/")
+            .replace("preflight_on_gpu: true", "preflight_on_gpu: false")
+            .replace("accelerator_count: 1", "accelerator_count: 2"))
+    out = compile_pipeline(tmp_path / "out.yaml", str(write_profile(tmp_path, text)))
+    ex = executors(out)
+    version = (REPO / "pyproject.toml").read_text().split('version = "', 1)[1].split('"', 1)[0]
+    images = {name: e["container"]["image"] for name, e in ex.items()}
+    assert images["exec-train-transformer"] == f"registry.example.test/ml/streamguard-cuda:{version}"
+    assert images["exec-ingest"] == f"registry.example.test/ml/streamguard-cpu:{version}"
+    assert all(i.startswith("registry.example.test/ml/streamguard-") for i in images.values())
+    # pre-flight off the GPU pool: CPU image, no GPU, no GPU node selector
+    assert images["exec-preflight"].startswith("registry.example.test/ml/streamguard-cpu:")
+    assert "accelerator" not in ex["exec-preflight"]["container"]["resources"]
+    platform = docs(out)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "nodeSelector" not in platform["exec-preflight"]
+    assert ex["exec-train-gnn"]["container"]["resources"]["accelerator"]["resourceCount"] == "2"
+
+
+def test_training_caching_is_a_compile_flag(tmp_path):
+    off = caching(compile_pipeline(tmp_path / "off.yaml", "local"))
+    on = caching(compile_pipeline(tmp_path / "on.yaml", "local", cache_training=True))
+    training = ["train-transformer", "train-gnn", "train-fusion"]
+    assert [off[t] for t in training] == [False] * 3
+    assert [on[t] for t in training] == [True] * 3
+    for c in (off, on):
+        assert c["ingest"] and c["build-graphs"] and not c["preflight"]
+
+
+def test_cache_training_env_is_what_make_compile_passes(tmp_path):
+    """`make compile CACHE_TRAINING=1` exports CACHE_TRAINING=1 to `python -m pipelines.compile`."""
+    env = {**os.environ, "CACHE_TRAINING": "1"}
+    out = tmp_path / "cached.yaml"
+    proc = subprocess.run([sys.executable, "-m", "pipelines.compile", "--profile", "gke-a100", "--output", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "training cache on" in proc.stdout
+    assert caching(out)["train-fusion"] is True
