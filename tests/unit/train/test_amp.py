@@ -146,3 +146,16 @@ def test_nonfinite_gradients_enabled_scaler_skips_and_lowers_scale():
     assert not math.isfinite(norm)
     assert all(torch.equal(p.detach(), b) for p, b in zip(model.parameters(), before))
     assert scaler.get_scale() < 1024.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_autocast_and_step():
+    ctx = amp.make_amp("cuda", "auto")
+    model = torch.nn.Linear(4, 2).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = amp.make_scaler(ctx)
+    with amp.autocast(ctx):
+        out = model(torch.randn(8, 4, device="cuda"))
+    assert out.dtype == ctx.dtype
+    loss = torch.nn.functional.cross_entropy(out.float(), torch.zeros(8, dtype=torch.long, device="cuda"))
+    assert math.isfinite(amp.backward_step(loss, opt, scaler, model.parameters(), 1.0))

@@ -1,0 +1,258 @@
+"""Pre-training probes: can the model learn at all (tiny overfit), does one step fit in memory.
+
+Both are pure library functions returning JSON-ready dicts; the pre-flight stage
+and the tests call them. Neither changes the caller's model (weights,
+gradients, train/eval mode) nor the global RNG streams.
+
+* ``tiny_overfit`` trains a deep copy on a few batches (the issue's recipe: 32
+  samples, 50 steps) and passes when the final loss is below ``max_final_loss``
+  (0.5) and at least ``min_reduction`` (70 %) below the first. Losses are
+  measured in eval mode over all the batches, before and after training.
+* ``memory_test`` runs forward + backward on one batch at the configured batch
+  size and sequence length and compares the peak memory, plus an estimate of
+  the optimizer state (``optimizer_state_factor`` x trainable parameter bytes;
+  2 for AdamW), with the total: on CUDA the peak allocated bytes vs the device's
+  memory; on CPU the peak RSS of this process vs the physical memory or the
+  cgroup limit, whichever is smaller. ``passed = share <= limit_share``; an
+  out-of-memory error is a failed result, not an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import random
+import resource
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamguard.train import amp as amp_mod
+from streamguard.train.interface import loss_fn, move_to
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run a block without advancing the Python, NumPy or torch (CPU, and ``device``'s CUDA) RNG streams."""
+    dev = torch.device(device)
+    py, npy = random.getstate(), np.random.get_state()
+    cuda = [dev] if dev.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
+def _loss_value(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def _mean_loss(model: nn.Module, batches: list[dict], loss: Callable, amp_ctx: Any) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for b in batches:
+        with amp_mod.autocast(amp_ctx):
+            v = float(_loss_value(loss(model, b)).detach())
+        total += v
+        n += 1
+    return total / max(n, 1)
+
+
+def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: float = 1e-3,
+                 loss: Callable = loss_fn, device: torch.device | str = "cpu",
+                 make_optimizer: Callable[[Any, float], torch.optim.Optimizer] | None = None,
+                 amp_ctx: Any = None, max_norm: float | None = 1.0, max_final_loss: float = 0.5,
+                 min_reduction: float = 0.7) -> dict[str, Any]:
+    """Train a deep copy of ``model`` for ``steps`` steps cycling over ``batches``; did the loss collapse to ~0?
+
+    Returns ``first_loss``, ``final_loss``, ``reduction`` (1 - final/first),
+    ``steps``, ``passed``, ``seconds``, plus ``lr``, ``batches``, ``samples``,
+    ``train_losses`` (per step) and ``reason`` (why it failed; None when passed).
+    ``make_optimizer(params, lr)`` defaults to AdamW without weight decay.
+    """
+    t0 = time.time()
+    if not batches:
+        raise ValueError("tiny_overfit: no batches")
+    dev = torch.device(device)
+    with preserved_rng(dev):
+        m = copy.deepcopy(model).to(dev)
+        data = [move_to(b, dev) for b in batches]
+        params = [p for p in m.parameters() if p.requires_grad]
+        for p in params:
+            p.grad = None
+        opt = (make_optimizer or (lambda ps, lr_: torch.optim.AdamW(ps, lr=lr_, weight_decay=0.0)))(params, lr)
+        first = _mean_loss(m, data, loss, amp_ctx)
+        train_losses: list[float] = []
+        m.train()
+        for i in range(steps):
+            opt.zero_grad(set_to_none=True)
+            with amp_mod.autocast(amp_ctx):
+                value = _loss_value(loss(m, data[i % len(data)]))
+            train_losses.append(float(value.detach()))
+            if not math.isfinite(train_losses[-1]):
+                break
+            value.backward()
+            if max_norm is not None and max_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, max_norm)
+            opt.step()
+        final = _mean_loss(m, data, loss, amp_ctx)
+        del m, opt
+    finite = math.isfinite(first) and math.isfinite(final)
+    reduction = 1.0 - final / first if finite and first > 0 else 0.0
+    reasons = []
+    if not finite:
+        reasons.append(f"non-finite loss (first {first}, final {final})")
+    else:
+        if not final < max_final_loss:
+            reasons.append(f"final loss {final:.4g} >= {max_final_loss}")
+        if not reduction >= min_reduction:
+            reasons.append(f"loss reduced by {reduction:.1%} < {min_reduction:.0%}")
+    passed = not reasons
+    result = {
+        "first_loss": first if math.isfinite(first) else str(first),
+        "final_loss": final if math.isfinite(final) else str(final),
+        "reduction": reduction, "steps": steps, "passed": passed, "seconds": round(time.time() - t0, 3),
+        "lr": lr, "batches": len(batches), "samples": sum(_batch_size(b) or 0 for b in batches),
+        "train_losses": [x if math.isfinite(x) else str(x) for x in train_losses],
+        "reason": "; ".join(reasons) or None,
+    }
+    (log.info if passed else log.warning)("tiny overfit %s: loss %.4g -> %.4g (%.0f%% reduction) in %d steps%s",
+                                          "passed" if passed else "FAILED", first, final, 100 * reduction, steps,
+                                          f" ({result['reason']})" if reasons else "")
+    return result
+
+
+def _batch_size(batch: Any) -> int | None:
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    return int(labels.shape[0]) if isinstance(labels, torch.Tensor) and labels.ndim else None
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" (no limit) is not a number
+
+
+def system_memory_bytes() -> tuple[int, str]:
+    """Usable memory of this process: min(physical, cgroup v2/v1 limit), and where it came from."""
+    try:
+        import psutil
+
+        total, source = int(psutil.virtual_memory().total), "physical"
+    except ImportError:
+        total, source = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "physical"
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        limit = _read_int(path)
+        if limit is not None and 0 < limit < total:
+            total, source = limit, f"cgroup ({path})"
+    return total, source
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: '5' to /proc/self/clear_refs); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes(reset_ok: bool) -> tuple[int, str]:
+    if reset_ok:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024, "VmHWM since reset"
+        except OSError:
+            pass
+    # ru_maxrss: kilobytes on Linux, bytes on macOS; the lifetime peak (an over-estimate)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import sys
+
+    return (rss if sys.platform == "darwin" else rss * 1024), "ru_maxrss (process lifetime)"
+
+
+def memory_test(model: nn.Module, batch: dict, *, device: torch.device | str = "cpu", limit_share: float = 0.9,
+                total_bytes: int | None = None, loss: Callable = loss_fn, amp_ctx: Any = None,
+                optimizer_state_factor: float = 2.0) -> dict[str, Any]:
+    """Forward + backward of ``model`` on ``batch``; peak memory (+ optimizer state) vs total, pass/fail.
+
+    ``total_bytes`` overrides the measured total (tests use it to force a
+    failure). Returns ``device``, ``method``, ``peak_bytes``,
+    ``optimizer_state_bytes``, ``total_bytes``, ``total_source``, ``share``,
+    ``limit_share``, ``passed``, ``oom``, ``batch_size``, ``seconds``, ``reason``.
+    The model's gradients and train/eval mode are restored afterwards.
+    """
+    t0 = time.time()
+    dev = torch.device(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_bytes = int(optimizer_state_factor * sum(p.numel() * p.element_size() for p in params))
+    saved_grads = [(p, p.grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    cuda = dev.type == "cuda"
+    res: dict[str, Any] = {"device": str(dev), "batch_size": _batch_size(batch), "limit_share": limit_share,
+                           "optimizer_state_bytes": opt_bytes, "oom": False, "reason": None}
+    if cuda:
+        torch.cuda.synchronize(dev)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+        res["method"] = "torch.cuda.max_memory_allocated"
+    else:
+        reset_ok = _reset_peak_rss()
+    try:
+        with preserved_rng(dev):
+            for p in model.parameters():
+                p.grad = None
+            model.train()
+            b = move_to(batch, dev)
+            with amp_mod.autocast(amp_ctx):
+                value = _loss_value(loss(model, b))
+            value.backward()
+            del value, b
+            if cuda:
+                torch.cuda.synchronize(dev)
+    except torch.OutOfMemoryError as e:
+        res.update(oom=True, reason=f"out of memory: {str(e).splitlines()[0]}")
+    finally:
+        for p, g in saved_grads:
+            p.grad = g
+        for m, training in modes:
+            m.training = training
+    if cuda:
+        peak = int(torch.cuda.max_memory_allocated(dev))
+        res["peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved(dev))
+        total, source = int(torch.cuda.get_device_properties(dev).total_memory), "device"
+        torch.cuda.empty_cache()
+    else:
+        peak, res["method"] = _peak_rss_bytes(reset_ok)
+        total, source = system_memory_bytes()
+    if total_bytes is not None:
+        total, source = int(total_bytes), "given"
+    share = (peak + opt_bytes) / total if total > 0 else math.inf
+    passed = not res["oom"] and share <= limit_share
+    if not passed and res["reason"] is None:
+        res["reason"] = (f"peak {peak / 2**20:.1f} MiB + optimizer state {opt_bytes / 2**20:.1f} MiB is "
+                         f"{share:.1%} of {total / 2**20:.1f} MiB ({source}), above {limit_share:.0%}")
+    res.update(peak_bytes=peak, total_bytes=total, total_source=source, share=share if math.isfinite(share) else None,
+               passed=passed, seconds=round(time.time() - t0, 3))
+    (log.info if passed else log.warning)("memory test %s on %s: %.1f%% of %.1f MiB%s", "passed" if passed else "FAILED",
+                                          dev, 100 * share, total / 2**20, f" ({res['reason']})" if not passed else "")
+    return res
