@@ -13,8 +13,10 @@
 
 Spiking values are kept out of the running statistics, so a diverging run
 cannot raise its own reference. After a flag the ratio checks rest for
-``cooldown_steps`` (and the statistics re-settle) so that ``reduce_lr`` gets a
-chance to work. A normal noisy run does not trip these defaults (tested).
+``cooldown_steps`` so that ``reduce_lr`` gets a chance to work; a run still
+spiking after that is flagged again (and ``handle_collapse`` stops it once
+the LR reaches ``min_lr``). A normal noisy run does not trip these defaults
+(tested).
 
 ``CollapseMonitor.on_eval(outputs, preds)`` flags non-finite outputs, a vanishing
 spread of the outputs (logit margin or probability std below
@@ -129,10 +131,10 @@ class CollapseMonitor:
                                             f"consecutive steps (last at step {step})")
             else:
                 self._nonfinite_grads = 0
-                exploding = (not resting and median is not None and len(self._grads) >= c.grad_min_steps
+                exploding = (median is not None and len(self._grads) >= c.grad_min_steps
                              and grad_norm > c.grad_factor * max(median, 1e-12))
                 if exploding:
-                    self._grad_spikes += 1
+                    self._grad_spikes += 0 if resting else 1
                     if self._grad_spikes >= c.patience:
                         reason = (f"exploding gradient norm {grad_norm:.4g} > {c.grad_factor} x running median "
                                   f"{median:.4g} for {self._grad_spikes} consecutive steps (at step {step})")
@@ -140,10 +142,10 @@ class CollapseMonitor:
                     self._grad_spikes = 0
                     self._grads.append(grad_norm)
 
-        spiking = (not resting and mean is not None and len(self._losses) >= c.loss_min_steps
+        spiking = (mean is not None and len(self._losses) >= c.loss_min_steps
                    and loss > c.loss_factor * mean and loss > mean + c.loss_min_delta)
         if spiking:
-            self._loss_spikes += 1
+            self._loss_spikes += 0 if resting else 1
             if reason is None and self._loss_spikes >= c.patience:
                 reason = (f"loss spike {loss:.4g} > {c.loss_factor} x running mean {mean:.4g} "
                           f"for {self._loss_spikes} consecutive steps (at step {step})")

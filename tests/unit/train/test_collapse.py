@@ -98,7 +98,17 @@ def test_loss_spike():
     assert monitor.on_step(11, 9.0, 1.0) is None
     assert "loss spike" in monitor.on_step(12, 12.0, 1.0)
     # cooldown: the next steps are not flagged again at once (gives reduce_lr a chance)
-    assert monitor.on_step(13, 12.0, 1.0) is None and monitor.on_step(14, 12.0, 1.0) is None
+    assert all(monitor.on_step(s, 12.0, 1.0) is None for s in range(13, 33))
+    # still spiking after the cooldown: flagged again, against the pre-collapse reference
+    assert monitor.on_step(33, 12.0, 1.0) is None
+    assert "running mean 0.4" in monitor.on_step(34, 12.0, 1.0)
+    # recovered after the cooldown: fine
+    fresh = CollapseMonitor(cooldown_steps=3)
+    for s in range(1, 11):
+        fresh.on_step(s, 0.4, 1.0)
+    fresh.on_step(11, 9.0, 1.0)
+    assert fresh.on_step(12, 9.0, 1.0)
+    assert all(fresh.on_step(s, 0.35, 1.0) is None for s in range(13, 60))
 
 
 def test_huge_lr_run_is_flagged():
