@@ -166,6 +166,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
     except yaml.YAMLError as e:
         raise ProfileError(f"{path}: not valid YAML: {e}") from None
     profile = _build(Profile, data, str(path))
+    if profile.name != path.stem:
+        raise ProfileError(f"{path}: name: {profile.name!r} must match the file name ({path.stem!r}); "
+                           "it names the compiled YAML that `make submit PROFILE=...` uploads")
     k = profile.kubernetes
     if k is not None:
         if k.gpu.accelerator_count < 1:

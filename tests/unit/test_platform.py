@@ -32,7 +32,7 @@ def caching(path: Path) -> dict[str, bool]:
             if not name.startswith("for-loop")}
 
 
-def write_profile(tmp_path: Path, text: str, name: str = "custom") -> Path:
+def write_profile(tmp_path: Path, text: str, name: str = "gke-a100") -> Path:
     p = tmp_path / f"{name}.yaml"
     p.write_text(text)
     return p
@@ -68,6 +68,11 @@ def test_a_bad_profile_names_file_and_field(tmp_path, edit, message):
     with pytest.raises(ProfileError) as e:
         load_profile(path)
     assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_profile_name_must_match_its_file(tmp_path):
+    with pytest.raises(ProfileError, match="name: 'gke-a100' must match the file name"):
+        load_profile(write_profile(tmp_path, GKE, name="my-cluster"))
 
 
 def test_an_unknown_profile_lists_the_known_ones():
