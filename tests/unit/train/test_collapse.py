@@ -89,6 +89,11 @@ def test_exploding_gradient_norm():
     reason = monitor.on_step(24, 0.5, 800.0)
     assert reason and "exploding gradient norm" in reason and "step 24" in reason
     assert len(monitor.recent()) == 20 and monitor.recent()[-1]["grad_norm"] == 800.0
+    strict = CollapseMonitor(CollapseConfig(patience=1), grad_factor=10.0)  # config object + overrides
+    assert strict.cfg.patience == 1 and strict.cfg.grad_factor == 10.0
+    for s in range(1, 11):
+        assert strict.on_step(s, 0.5, 1.0) is None
+    assert "exploding" in strict.on_step(11, 0.5, 20.0)
 
 
 def test_loss_spike():
