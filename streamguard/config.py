@@ -32,6 +32,12 @@ class DataConfig:
     """Seed of the split (fixed across training seeds, so all seeds see one split)."""
     max_func_bytes: int = 1_000_000
     """Functions longer than this are quarantined."""
+    split_strategy: str = "auto"
+    """auto (published when the input carries a split, else random) | published | random | project | time."""
+    dedup: bool = True
+    """Remove conflicting-label copies, exact and whitespace/comment-normalised duplicates before splitting."""
+    max_tokens: int = 512
+    """Length report: share of functions longer than this (set to the transformer's max_length)."""
 
 
 @dataclass

@@ -1,0 +1,196 @@
+"""``ingest``: read a dataset, validate, quarantine bad rows, clean, split, report.
+
+Writes into ``out_dir``:
+
+* ``train.jsonl``, ``valid.jsonl``, ``test.jsonl`` — Samples (see samples.py);
+* ``quarantine.jsonl`` — every bad row: ``source`` file, ``line``, ``reason``,
+  ``detail``, ``excerpt`` (the first 200 characters of the raw row);
+* ``removed.jsonl`` — every valid row that hygiene removed (duplicate, conflicting
+  label) or that no published index names, with its reason;
+* ``data_report.json`` (atomic) — counts per split, label balance, bad rows by reason,
+  hygiene counts, leakage, lengths, the data fingerprint, the input;
+* ``data_card.md`` — the same for people.
+
+Bad rows never crash the run and are never dropped silently. When they exceed
+``cfg.max_bad_share`` of the rows, ``ingest`` raises :class:`UserError` (one line:
+file, count, share, threshold) after writing the quarantine file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+from streamguard.config import DataConfig
+from streamguard.data import hygiene
+from streamguard.data.loaders import Row, fetch, load, to_sample
+from streamguard.data.samples import SPLITS, Sample, fingerprint, write_samples
+from streamguard.data.splits import make_split
+from streamguard.errors import UserError
+from streamguard.jsonio import write_bytes_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _jsonl_bytes(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def _quarantine_record(row: Row, reason: str, detail: str) -> dict:
+    return {"source": row.source, "line": row.line, "reason": reason, "detail": detail, "excerpt": row.raw}
+
+
+def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *, max_tokens: int | None = None) -> dict:
+    """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI) into ``out_dir``; returns the report."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("data_report.json", "data_card.md"):
+        (out / stale).unlink(missing_ok=True)
+
+    with fetch(str(input_path)) as local:
+        loaded = load(local, fmt, display=str(input_path))
+
+    samples: list[Sample] = []
+    published: list[str | None] = []
+    quarantine: list[dict] = []
+    seen_ids: dict[str, Row] = {}
+    for row in loaded.rows:
+        if row.error is not None:
+            quarantine.append(_quarantine_record(row, *row.error))
+            continue
+        res = to_sample(row.data, cfg.max_func_bytes)
+        if isinstance(res, tuple):
+            quarantine.append(_quarantine_record(row, *res))
+            continue
+        if res.id in seen_ids:
+            first = seen_ids[res.id]
+            quarantine.append(_quarantine_record(row, "duplicate_id", f"id {res.id!r} already used at {first.source}:{first.line}"))
+            continue
+        seen_ids[res.id] = row
+        samples.append(res)
+        published.append(row.split)
+
+    n_rows = len(loaded.rows)
+    n_bad = len(quarantine)
+    if n_rows == 0:
+        raise UserError(f"{input_path}: no rows (empty input)")
+    write_bytes_atomic(out / "quarantine.jsonl", _jsonl_bytes(quarantine))
+    share = n_bad / n_rows
+    bad_by_reason = dict(sorted(Counter(q["reason"] for q in quarantine).items()))
+    if share > cfg.max_bad_share:
+        reasons = ", ".join(f"{k}={v}" for k, v in bad_by_reason.items())
+        raise UserError(f"{input_path}: {n_bad} of {n_rows} rows are bad ({share:.1%}) > data.max_bad_share="
+                        f"{cfg.max_bad_share:.1%} ({reasons}); see {out / 'quarantine.jsonl'}")
+    if not samples:
+        raise UserError(f"{input_path}: no valid rows")
+
+    # hygiene: dedup before splitting (published: keep the train copy, drop it from valid/test)
+    removed: list[dict] = [{"id": r.data.get("id"), "reason": "not_in_published_split", "source": r.source,
+                            "line": r.line} for r in loaded.unassigned]
+    if cfg.dedup:
+        rank = {s: k for k, s in enumerate(SPLITS)}
+        order = sorted(range(len(samples)), key=lambda i: (rank.get(published[i], 0), i))
+        keep, dropped, hyg = hygiene.deduplicate(samples, order)
+        removed += dropped
+        samples = [samples[i] for i in keep]
+        published = [published[i] for i in keep]
+    else:
+        hyg = {"skipped": True, "kept": len(samples)}
+
+    strategy, idx = make_split(samples, cfg.split_strategy, cfg.split_fractions, cfg.split_seed,
+                               published if loaded.published else None, source=str(input_path))
+    splits = {s: [samples[i] for i in sorted(idx[s])] for s in SPLITS}
+    leaks = hygiene.leakage(splits)
+    if cfg.dedup and any(leaks.values()):  # dedup before splitting makes this impossible; guard the invariant
+        raise RuntimeError(f"internal error: cross-split duplicates after cleaning: {leaks}")
+
+    for s in SPLITS:
+        write_samples(out / f"{s}.jsonl", splits[s])
+    write_bytes_atomic(out / "removed.jsonl", _jsonl_bytes(removed))
+
+    counts = {s: len(splits[s]) for s in SPLITS}
+    balance = {}
+    for s in SPLITS:
+        pos = sum(x.target for x in splits[s])
+        balance[s] = {"safe": counts[s] - pos, "vulnerable": pos,
+                      "vulnerable_share": round(pos / counts[s], 4) if counts[s] else None}
+    pairs = {s: len({x.pair_id for x in splits[s] if x.pair_id}) for s in SPLITS}
+    all_kept = [x for s in SPLITS for x in splits[s]]
+    report = {
+        "input": str(input_path),
+        "format": loaded.format,
+        "files": loaded.files,
+        "rows_read": n_rows,
+        "valid_rows": n_rows - n_bad,
+        "quarantined": n_bad,
+        "bad_rows": bad_by_reason,
+        "bad_share": round(share, 6),
+        "max_bad_share": cfg.max_bad_share,
+        "unassigned": len(loaded.unassigned),
+        "hygiene": hyg,
+        "removed": dict(sorted(Counter(r["reason"] for r in removed).items())),
+        "split_strategy": strategy,
+        "split_seed": cfg.split_seed,
+        "split_fractions": list(cfg.split_fractions),
+        "counts": counts,
+        "label_balance": balance,
+        "pairs": pairs,
+        "leakage": leaks,
+        "lengths": hygiene.length_stats(all_kept, max_tokens or cfg.max_tokens),
+        "fingerprint": fingerprint(splits),
+    }
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json_atomic(out / "data_report.json", report)
+    write_bytes_atomic(out / "data_card.md", data_card(report).encode("utf-8"))
+    log.info("ingested %s: %s (quarantined %d)", input_path, counts, n_bad)
+    return report
+
+
+def data_card(r: dict) -> str:
+    """The report as a Markdown data card."""
+    h = r["hygiene"]
+    lines = [
+        "# Data card", "",
+        f"- input: `{r['input']}` (format **{r['format']}**, {len(r['files'])} file(s))",
+        f"- fingerprint: `{r['fingerprint']}`",
+        f"- split: **{r['split_strategy']}**" + (f" (seed {r['split_seed']}, fractions {r['split_fractions']})"
+                                                  if r["split_strategy"] in ("random", "project", "time") else ""),
+        "", "## Rows", "",
+        "| step | rows |", "|---|---:|",
+        f"| read | {r['rows_read']} |",
+        f"| quarantined (bad rows) | {r['quarantined']} ({r['bad_share']:.2%}; limit {r['max_bad_share']:.0%}) |",
+    ]
+    lines += [f"| &nbsp;&nbsp;{k} | {v} |" for k, v in r["bad_rows"].items()]
+    if r["unassigned"]:
+        lines.append(f"| not in the published split index | {r['unassigned']} |")
+    if h.get("skipped"):
+        lines.append("| hygiene | skipped (data.dedup=false) |")
+    else:
+        lines += [
+            f"| conflicting labels (identical code, both labels; all copies removed) | {h['conflicting_label_samples']} "
+            f"in {h['conflicting_label_groups']} groups |",
+            f"| exact duplicates removed | {h['exact_duplicates']} |",
+            f"| whitespace/comment-normalised duplicates removed | {h['normalised_duplicates']} |",
+        ]
+    lines.append(f"| kept | {sum(r['counts'].values())} |")
+    lines += ["", "## Splits", "", "| split | functions | safe | vulnerable | vulnerable share | pairs |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for s, n in r["counts"].items():
+        b = r["label_balance"][s]
+        share = "–" if b["vulnerable_share"] is None else f"{b['vulnerable_share']:.1%}"
+        lines.append(f"| {s} | {n} | {b['safe']} | {b['vulnerable']} | {share} | {r['pairs'][s]} |")
+    leak = ", ".join(f"{k}: {v}" for k, v in r["leakage"].items())
+    lines += ["", f"Cross-split leakage (normalised functions shared by two splits): {leak}.", ""]
+    L = r["lengths"]
+    if L.get("n"):
+        lines += ["## Lengths", "", f"{L['unit']}: mean {L['mean']}, median {L['p50']:.0f}, p90 {L['p90']:.0f}, "
+                  f"p95 {L['p95']:.0f}, p99 {L['p99']:.0f}, max {L['max']}.",
+                  f"Longer than {L['max_tokens']} tokens (truncated by the transformer): {L['n_truncated']} "
+                  f"({L['share_truncated']:.1%}; a lower bound — subword tokens are at least as many).", ""]
+    lines += ["Bad rows are in `quarantine.jsonl`, removed rows in `removed.jsonl`.", ""]
+    return "\n".join(lines)
