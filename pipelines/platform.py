@@ -21,9 +21,10 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from pipelines.streamguard_pipeline import TRAINING_STAGES
+
 PROFILES_DIR = Path(__file__).parent / "profiles"
 GPU_RESOURCE = "nvidia.com/gpu"
-TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")
 SHM_VOLUME = "dshm"
 SHM_PATH = "/dev/shm"
 
