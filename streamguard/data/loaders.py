@@ -208,7 +208,8 @@ def resolve_format(fmt: str, path: Path) -> str:
 
 
 def _excerpt(text: str) -> str:
-    return text[:EXCERPT_CHARS]
+    """The first characters of a raw row, always encodable (bad bytes shown as escapes)."""
+    return text[:EXCERPT_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _iter_jsonl(path: Path, source: str) -> Iterator[tuple[int, str, Any, tuple[str, str] | None]]:
