@@ -1,0 +1,1 @@
+"""Models: transformer, GNN and fusion."""
