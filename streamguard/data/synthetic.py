@@ -14,6 +14,12 @@ checks of the same shape as the fixes (``if (x == NULL) return -1;``,
 ``if (strlen(a) >= sizeof(b)) …``, ``SIZE_MAX / sizeof …``, loops with ``<=``),
 so that no single token separates the classes; a model has to look at how
 tokens are arranged.
+
+Every function is drawn independently (families in turn, labels alternating).
+``_function(random.Random(s), family, vuln)`` for both values of ``vuln`` gives a
+minimal pair (same identifiers, noise and layout, differing only at the fix); the
+demo does not use pairs — a from-scratch transformer learned less from them in a
+trial (test F1 0.66 vs 0.72, one seed each).
 """
 
 from __future__ import annotations
@@ -76,18 +82,20 @@ class _Fn:
         self.core: list[str] = []
         self.pre: list[str] = []  # noise before the core
         self.post: list[str] = []  # noise after the core
+        # layout drawn up front, so the vulnerable and fixed variant of one seed consume the rng alike
+        self.braces = rng.random() < 0.5
+        self.open_same_line = rng.random() < 0.3
 
     def guard(self, cond: str, body: str | None = None) -> list[str]:
         body = body or f"return {self.err};"
-        if self.rng.random() < 0.5:
+        if not self.braces:
             return [f"if ({cond})", f"    {body}"]
         return [f"if ({cond}) {{", f"    {body}", "}"]
 
     def render(self, name: str) -> str:
         params = ", ".join(self.params) or "void"
         lines = [f"{self.ret_type} {name}({params})"]
-        open_same_line = self.rng.random() < 0.3
-        if open_same_line:
+        if self.open_same_line:
             lines[0] += " {"
         else:
             lines.append("{")
@@ -125,8 +133,9 @@ def _memcpy(fn: _Fn, vuln: bool) -> None:
     buf, src, n, size = nm.pick(_BUFS), nm.pick(_SRCS), nm.pick(_LENS), rng.choice(_SIZES)
     fn.params += [f"const {rng.choice(['unsigned char', 'char', 'uint8_t'])} *{src}", f"size_t {n}"]
     fn.decls.append(f"{rng.choice(['unsigned char', 'char', 'uint8_t'])} {buf}[{size}];")
+    clamp = rng.random() < 0.5
     if not vuln:
-        if rng.random() < 0.5:
+        if not clamp:
             fn.core += fn.guard(f"{n} > sizeof({buf})")
         else:
             fn.core += fn.guard(f"{n} > sizeof({buf})", f"{n} = sizeof({buf});")
@@ -262,8 +271,9 @@ def _index_unchecked(fn: _Fn, vuln: bool) -> None:
     bound = rng.choice(_MACROS)
     fn.params += [f"int {idx}", f"int {v}"]
     fn.decls.insert(0, f"static int {tab}[{bound}];")
+    wrong = rng.choice([f"{idx} >= {bound}", f"{idx} < 0 || {idx} > {bound}"])
     if vuln:  # no lower bound on a signed index, or an off-by-one upper bound
-        cond = rng.choice([f"{idx} >= {bound}", f"{idx} < 0 || {idx} > {bound}"])
+        cond = wrong
     else:
         cond = f"{idx} < 0 || {idx} >= {bound}"
     fn.core += fn.guard(cond)
@@ -461,7 +471,7 @@ def _function(rng: random.Random, family: str, vuln: bool) -> str:
     noises = []
     if rng.random() < DECOY_RATE:
         noises.append(_DECOYS[family])
-    k = rng.choice([0, 1, 1, 2, 2]) if noises else rng.choice([0, 1, 1, 2, 2, 3])
+    k = rng.choice([0, 1, 1]) if noises else rng.choice([0, 1, 1, 2])
     noises += rng.sample([x for x in _NOISE if x not in noises], k)
     rng.shuffle(noises)
     for j, noise in enumerate(noises):
