@@ -115,6 +115,7 @@ then stores a one-node fallback graph marked ``failed=True`` and reports why.
 from __future__ import annotations
 
 import re
+import sys
 import zlib
 from array import array
 from typing import NamedTuple
@@ -139,6 +140,7 @@ BUILDER_VERSION = f"{_REVISION}+tree-sitter-c-{_grammar_version()}"
 """Changes whenever graphs would change: our revision plus the grammar version."""
 
 DEFAULT_MAX_NODES = 4000
+_RECURSION_LIMIT = 20_000
 TOKEN_BUCKETS = 8192
 SUBTOKEN_BUCKETS = 2048
 
@@ -914,6 +916,8 @@ def build_arrays(code: str | bytes, max_nodes: int = DEFAULT_MAX_NODES, trace: l
         raise GraphBuildError("empty input")
     if max_nodes < 1:
         raise GraphBuildError(f"max_nodes={max_nodes} < 1")
+    if sys.getrecursionlimit() < _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)  # deep else-if chains; 3.11+ Python calls don't use the C stack
     tree = _parser().parse(src)
     root = tree.root_node
     b = _Builder(src, max_nodes, root.has_error, trace)

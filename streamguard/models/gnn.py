@@ -1,10 +1,13 @@
-"""GNN over StreamGuard program graphs: relational GCN with typed edges.
+"""GNN over StreamGuard program graphs: GINE message passing with edge-type embeddings.
 
 Node input: one embedding per categorical column of ``x`` (sizes from
-``streamguard.graphs.FEATURE_SPEC``), summed. ``layers`` x ``RGCNConv``
-(torch_geometric) with ``2 * NUM_EDGE_TYPES`` relations: every edge type in its
-own direction and reversed, so information flows both ways with a weight per
-type and direction; each layer is residual with LayerNorm, ReLU and dropout.
+``streamguard.graphs.FEATURE_SPEC``), summed. ``layers`` x ``GINEConv``
+(torch_geometric): the message from ``j`` to ``i`` is ``ReLU(h_j + e_type)`` with
+a learned embedding per edge type *and direction* (every edge is also used
+reversed with type ``t + NUM_EDGE_TYPES``, so information flows both ways and
+the model knows which way it flows), summed and passed through an MLP; each layer
+is residual with LayerNorm and dropout. ``RGCNConv`` (one weight matrix per
+relation) was measured about 2x slower on CPU for no gain at this size.
 Graph embedding: mean- and max-pool concatenated, projected to ``hidden``
 (``embed``); ``forward`` adds a linear head to 2 logits.
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import RGCNConv, global_max_pool, global_mean_pool
+from torch_geometric.nn import GINEConv, global_max_pool, global_mean_pool
 
 from streamguard.config import GNNConfig
 from streamguard.graphs import FEATURE_SPEC, NUM_EDGE_TYPES
@@ -28,7 +31,8 @@ class GNNClassifier(nn.Module):
         h = cfg.hidden
         self.cfg = cfg
         self.embeds = nn.ModuleList(nn.Embedding(n, h) for n in FEATURE_SPEC.values())
-        self.convs = nn.ModuleList(RGCNConv(h, h, num_relations=2 * NUM_EDGE_TYPES, aggr="mean")
+        self.edge_embeds = nn.ModuleList(nn.Embedding(2 * NUM_EDGE_TYPES, h) for _ in range(cfg.layers))
+        self.convs = nn.ModuleList(GINEConv(nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h)), train_eps=True)
                                    for _ in range(cfg.layers))
         self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(cfg.layers))
         self.dropout = nn.Dropout(cfg.dropout)
@@ -43,8 +47,8 @@ class GNNClassifier(nn.Module):
         ei, et = g.edge_index, g.edge_type
         ei = torch.cat([ei, ei.flip(0)], dim=1)
         et = torch.cat([et, et + NUM_EDGE_TYPES])
-        for conv, norm in zip(self.convs, self.norms):
-            h = norm(h + self.dropout(torch.relu(conv(h, ei, et))))
+        for conv, eemb, norm in zip(self.convs, self.edge_embeds, self.norms):
+            h = norm(h + self.dropout(torch.relu(conv(h, ei, eemb(et)))))
         return h
 
     def embed(self, batch: dict) -> torch.Tensor:
