@@ -124,7 +124,7 @@ def train_transformer(data_dir: str, model_dir: str, result_dir: str, seed: int,
             checkpoint_key=_checkpoint_key(run_key or default_run_key(fp, cfg), "transformer", seed),
             lr_key_parts={"data": fp, "model": tc.pretrained, "model_config": dataclasses.asdict(tc),
                           "max_length": tc.max_length},
-            test_ids=[s.id for s in splits["test"]],
+            test_ids=[s.id for s in splits["test"]], lengths=[len(ids) for ids in data["train"].input_ids],
             extra_metadata={"data_fingerprint": fp, "truncated_at_max_length": truncated})
         result = fit(job)
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,8 @@ class TrainJob:
     lr_key_parts: dict[str, Any] = field(default_factory=dict)
     test_ids: list[str] = field(default_factory=list)
     extra_metadata: dict[str, Any] = field(default_factory=dict)
+    lengths: Sequence[int] | None = None
+    """Per-item sizes of ``train`` (token counts ...): batches are bucketed by them."""
 
 
 @dataclass
@@ -100,11 +102,26 @@ def seed_everything(seed: int, deterministic: bool) -> None:
             torch.backends.cudnn.deterministic = True
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The shuffled batch index lists of one epoch: a pure function of (seed, epoch)."""
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, lengths: Sequence[int] | None = None,
+                  bucket_batches: int = 50) -> list[list[int]]:
+    """The shuffled batch index lists of one epoch: a pure function of (seed, epoch).
+
+    With ``lengths`` (e.g. token counts) items are bucketed: the shuffled order is
+    cut into windows of ``bucket_batches`` batches, each window sorted by length and
+    cut into batches, and the batch order shuffled again — so a batch holds items of
+    similar length (less padding) while every epoch still sees a fresh random order.
+    """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g).tolist()
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    if lengths is None:
+        return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    window = batch_size * bucket_batches
+    batches = []
+    for w in range(0, n, window):
+        chunk = sorted(perm[w:w + window], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    order = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[i] for i in order]
 
 
 @torch.no_grad()
@@ -240,7 +257,7 @@ def fit(job: TrainJob) -> TrainResult:
     while not state["done"] and state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
         model.train()
-        batches = epoch_batches(len(job.train), cfg.batch_size, job.seed, epoch)
+        batches = epoch_batches(len(job.train), cfg.batch_size, job.seed, epoch, job.lengths)
         losses: list[float] = []
         bar = tqdm(range(state["pos"], len(batches)), desc=f"{job.family} s{job.seed} e{epoch}", leave=False,
                    disable=None, mininterval=2.0)
