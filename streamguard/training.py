@@ -89,22 +89,35 @@ def _resolve_pretrained(name: str, store: ObjectStore | None, cache_dir: Path) -
     return name
 
 
-def _transformer_parts(cfg: Config, data_dir: str, seed: int, workdir: Path, store: ObjectStore | None):
-    from streamguard.models.transformer import (TokenDataset, TransformerClassifier, load_tokenizer,
-                                                make_scratch_checkpoint)
+def build_transformer(cfg: Config, train_texts: list[str], seed: int, workdir: Path, store: ObjectStore | None = None):
+    """The transformer classifier and its tokenizer, as training starts them (used by smoke/memory probes too)."""
+    from streamguard.models.transformer import TransformerClassifier, load_tokenizer, make_scratch_checkpoint
 
     tc = cfg.transformer
-    splits = {s: read_split(data_dir, s) for s in SPLITS}
     if tc.pretrained == "scratch":
-        ckpt = make_scratch_checkpoint([s.func for s in splits["train"]], workdir / "scratch",
-                                       vocab_size=tc.scratch_vocab, hidden=tc.scratch_hidden,
-                                       layers=tc.scratch_layers, heads=tc.scratch_heads,
+        ckpt = make_scratch_checkpoint(train_texts, workdir / "scratch", vocab_size=tc.scratch_vocab,
+                                       hidden=tc.scratch_hidden, layers=tc.scratch_layers, heads=tc.scratch_heads,
                                        max_length=tc.max_length, seed=seed)
     else:
         ckpt = _resolve_pretrained(tc.pretrained, store, workdir / "pretrained")
     torch.manual_seed(seed)  # the classification head of a pretrained encoder is new: seed it
-    tok = load_tokenizer(ckpt, tc.max_length)
-    model = TransformerClassifier(ckpt)
+    return TransformerClassifier(ckpt), load_tokenizer(ckpt, tc.max_length)
+
+
+def build_gnn(cfg: Config, seed: int):
+    """A fresh GNN classifier for ``seed``."""
+    from streamguard.models.gnn import GNNClassifier
+
+    torch.manual_seed(seed)
+    return GNNClassifier(cfg.gnn)
+
+
+def _transformer_parts(cfg: Config, data_dir: str, seed: int, workdir: Path, store: ObjectStore | None):
+    from streamguard.models.transformer import TokenDataset
+
+    tc = cfg.transformer
+    splits = {s: read_split(data_dir, s) for s in SPLITS}
+    model, tok = build_transformer(cfg, [s.func for s in splits["train"]], seed, workdir, store)
     data = {s: TokenDataset([x.func for x in v], [x.target for x in v], tok, tc.max_length) for s, v in splits.items()}
     return model, tok, data, splits
 
@@ -133,7 +146,7 @@ def train_transformer(data_dir: str, model_dir: str, result_dir: str, seed: int,
 
 
 # ---------------------------------------------------------------------- GNN
-def _graph_splits(graphs_dir: str, data_dir: str) -> dict[str, list]:
+def graph_splits(graphs_dir: str, data_dir: str) -> dict[str, list]:
     from streamguard.graphs import load_graphs
 
     out = {}
@@ -166,13 +179,12 @@ def load_gnn(model_dir: str | os.PathLike):
 def train_gnn(data_dir: str, graphs_dir: str, model_dir: str, result_dir: str, seed: int, cfg: Config,
               store: ObjectStore | None = None, run_key: str | None = None) -> dict[str, Any]:
     from streamguard.graphs import BUILDER_VERSION
-    from streamguard.models.gnn import GNNClassifier, gnn_collate
+    from streamguard.models.gnn import gnn_collate
 
     fp = data_fingerprint(data_dir)
     model_dir, result_dir = Path(model_dir), Path(result_dir)
-    splits = _graph_splits(graphs_dir, data_dir)
-    torch.manual_seed(seed)
-    model = GNNClassifier(cfg.gnn)
+    splits = graph_splits(graphs_dir, data_dir)
+    model = build_gnn(cfg, seed)
     job = TrainJob(
         family="gnn", model=model, train=splits["train"], valid=splits["valid"], test=splits["test"],
         collate=gnn_collate, labels=_gnn_labels, opt=cfg.gnn, train_cfg=cfg.train, seed=seed, out_dir=result_dir,
@@ -214,7 +226,7 @@ def train_fusion(data_dir: str, graphs_dir: str, transformer_dir: str, gnn_dir: 
     tok = load_tokenizer(transformer_dir, tmax)
     tmodel = TransformerClassifier(transformer_dir)
     gmodel = load_gnn(gnn_dir)
-    graphs = _graph_splits(graphs_dir, data_dir)
+    graphs = graph_splits(graphs_dir, data_dir)
     data, ids = {}, {}
     for s in SPLITS:
         samples = read_split(data_dir, s)
