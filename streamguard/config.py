@@ -98,6 +98,9 @@ class TrainConfig:
     lr_cache_ttl_hours: float = 168.0
     collapse_action: str = "stop"
     """stop | reduce_lr."""
+    single_class_is_collapse: bool = True
+    """A trained model that predicts one class and ranks at chance (valid ROC-AUC <= 0.55) stops with exit 3.
+    Off only for smoke-sized runs (the test profile), where tiny models are not expected to learn."""
     num_threads: int = 0
     """torch intra-op threads; 0 = library default."""
 

@@ -301,17 +301,18 @@ def fit(job: TrainJob) -> TrainResult:
         model.load_state_dict(state["best_state"])
     thr = float(state["best_threshold"])
     vprobs, vlogits = predict(model, job.valid, job.collate, cfg.batch_size * 2, device, amp_ctx)
-    # Output collapse of the exported model: constant outputs, or one predicted class
-    # from a model that also cannot rank (a weak-but-honest model may put every
-    # validation sample on one side of its F1-tuned threshold and still rank well).
+    # Output collapse of the exported model: non-finite or constant outputs always;
+    # one predicted class (argmax) only when the model also ranks no better than
+    # chance — a weak but honest model can sit on one side of the decision boundary.
     yv = job.labels(job.valid)
     vm = compute_metrics(yv, vprobs, thr)
-    reason = monitor.on_eval(vlogits, (vprobs >= thr).astype(int))
-    if reason and not (reason.startswith("single predicted class") and vm["roc_auc"] > 0.6):
-        collapse(reason, state["epoch"], "stop")
-    elif reason:
+    reason = monitor.on_eval(vlogits, vlogits.argmax(axis=1) if len(vlogits) else None)
+    if reason and reason.startswith("single predicted class") and (not tc.single_class_is_collapse
+                                                                   or not vm["roc_auc"] <= 0.55):
         log.warning("%s seed %d: %s, but valid ROC-AUC is %.3f: not treated as collapse", job.family, job.seed,
                     reason, vm["roc_auc"])
+    elif reason:
+        collapse(reason, state["epoch"], "stop")
     tprobs, _ = predict(model, job.test, job.collate, cfg.batch_size * 2, device, amp_ctx)
     yt = job.labels(job.test)
     state["done"] = True

@@ -28,7 +28,14 @@ def run(dataset, tmp_path_factory):
 
 
 def _task_dirs(root: Path, task: str) -> list[Path]:
-    return sorted(p for p in root.glob(f"*/{task}*") if p.is_dir())
+    """Output directories of a task (tasks inside ParallelFor sit under for-loop-*-iteration-N/)."""
+    return sorted(p for p in root.glob(f"*/**/{task}*") if p.is_dir() and (p / "executor_output.json").is_file())
+
+
+def _outputs(task_dir: Path) -> dict:
+    """The artifacts a task reported to KFP, with their metadata (what the UI shows)."""
+    out = json.loads((task_dir / "executor_output.json").read_text())["artifacts"]
+    return {name: v["artifacts"][0] for name, v in out.items()}
 
 
 def test_every_stage_ran_and_summary_holds_three_models_times_seeds(run):
@@ -51,8 +58,8 @@ def test_metrics_come_from_the_test_split_predictions(run):
     work, out = run
     root = Path(out["pipeline_root"])
     test_size = None
-    for data_dir in _task_dirs(root, "ingest"):
-        f = data_dir / "data" / "test.jsonl"
+    for task_dir in _task_dirs(root, "ingest"):
+        f = task_dir / "data" / "test.jsonl"
         if f.is_file():
             test_size = sum(1 for line in f.read_text().splitlines() if line.strip())
     assert test_size
@@ -60,6 +67,35 @@ def test_metrics_come_from_the_test_split_predictions(run):
     for m in summary["models"].values():
         for s in m["seeds"].values():
             assert s["n_test"] == test_size
+
+
+def test_ui_artifacts_metrics_confusion_matrix_roc_html_markdown(run):
+    work, out = run
+    root = Path(out["pipeline_root"])
+    test_size = sum(1 for line in (_task_dirs(root, "ingest")[0] / "data" / "test.jsonl").read_text().splitlines()
+                    if line.strip())
+    trained = [d for fam in ("train-transformer", "train-gnn", "train-fusion") for d in _task_dirs(root, fam)]
+    assert len(trained) == 3 * len(SEEDS)
+    for d in trained:
+        arts = _outputs(d)
+        metrics = arts["metrics"]["metadata"]
+        assert 0.0 <= metrics["test_f1"] <= 1.0 and metrics["seed"] in SEEDS
+        cm = arts["cls_metrics"]["metadata"]["confusionMatrix"]
+        assert [a["displayName"] for a in cm["annotationSpecs"]] == ["safe", "vulnerable"]
+        counts = [c for row in cm["rows"] for c in row["row"]]
+        assert sum(counts) == test_size
+        tn, fp, fn, tp = counts
+        assert metrics["test_tp"] == tp and metrics["test_fp"] == fp and metrics["test_fn"] == fn
+        roc = arts["cls_metrics"]["metadata"]["confidenceMetrics"]
+        assert roc and all(0.0 <= p["falsePositiveRate"] <= 1.0 for p in roc)
+        model_meta = arts["model"]["metadata"]
+        for key in ("seed", "f1", "threshold", "data_fingerprint", "code_version"):
+            assert model_meta[key] is not None, key
+    agg = _outputs(_task_dirs(root, "aggregate")[0])
+    summary = json.loads((Path(out["summary"]) / "production_summary.json").read_text())
+    assert agg["metrics"]["metadata"]["fusion_f1_mean"] == pytest.approx(summary["models"]["fusion"]["mean"]["f1"], abs=1e-6)
+    assert Path(agg["report"]["uri"]).read_text().startswith("# StreamGuard training summary")
+    assert Path(agg["report_html"]["uri"]).read_text().startswith("<!doctype html>")
 
 
 def test_reports_exist(run):
@@ -74,5 +110,6 @@ def test_failing_preflight_stops_before_training(dataset, tmp_path):
     with pytest.raises(RuntimeError):
         run_local(dataset, tmp_path, seeds=[1], profile="test", overrides=None, require_gpu=True)
     root = tmp_path / "pipeline_root"
-    assert _task_dirs(root, "preflight")
-    assert not _task_dirs(root, "train-")
+    reports = list(root.glob("*/preflight/report"))
+    assert reports and "| accelerator | FAIL |" in reports[0].read_text()
+    assert not list(root.glob("*/**/train-*"))
