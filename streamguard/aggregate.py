@@ -20,16 +20,19 @@ import numpy as np
 
 from streamguard import __version__
 from streamguard.errors import UserError
-from streamguard.eval.metrics import compute_metrics, curves
+from streamguard.eval.metrics import compute_metrics, curves, pair_metrics
 from streamguard.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-HEADLINE = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "brier", "ece", "vd_s")
+HEADLINE = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "brier", "ece", "tpr_at_fpr_0.5pct",
+            "tpr_at_fpr_1pct", "vd_s")
+PAIR_KEYS = ("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed")
 
 
-def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    ids, y, p = [], [], []
+def read_predictions(path: Path, with_pairs: bool = False):
+    """``(ids, labels, probs)`` from a predictions.jsonl (plus pair ids when ``with_pairs``)."""
+    ids, y, p, pairs = [], [], [], []
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if line.strip():
@@ -38,9 +41,21 @@ def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
                     ids.append(str(row["idx"]))
                     y.append(int(row["label"]))
                     p.append(float(row["prob"]))
+                    pairs.append(row.get("pair_id"))
                 except (ValueError, KeyError) as e:
                     raise UserError(f"{path}: line {n}: bad prediction row ({e})") from None
+    if with_pairs:
+        return ids, np.asarray(y), np.asarray(p), pairs
     return ids, np.asarray(y), np.asarray(p)
+
+
+def pairs_from_predictions(labels: np.ndarray, preds: np.ndarray, pair_ids: list) -> list[tuple[int, int]]:
+    """(prediction on the vulnerable version, prediction on the fixed version) for each complete pair."""
+    by_pair: dict[str, dict[int, int]] = {}
+    for y, pred, pid in zip(labels, preds, pair_ids):
+        if pid is not None:
+            by_pair.setdefault(str(pid), {})[int(y)] = int(pred)
+    return [(v[1], v[0]) for v in by_pair.values() if 0 in v and 1 in v]
 
 
 def load_result(result_dir: str | Path) -> dict[str, Any]:
@@ -50,8 +65,11 @@ def load_result(result_dir: str | Path) -> dict[str, Any]:
             raise UserError(f"{d / name}: missing; not a training result directory")
     card = read_json(d / "model_card.json")
     meta = read_json(d / "training_metadata.json")
-    ids, y, p = read_predictions(d / "predictions.jsonl")
+    ids, y, p, pair_ids = read_predictions(d / "predictions.jsonl", with_pairs=True)
     metrics = compute_metrics(y, p, card["threshold"])
+    pairs = pairs_from_predictions(y, (p >= card["threshold"]).astype(int), pair_ids)
+    if pairs:
+        metrics.update(pair_metrics(pairs))
     return {"dir": str(d), "family": card["family"], "seed": int(card["seed"]), "card": card, "metadata": meta,
             "ids": ids, "labels": y, "probs": p, "metrics": metrics, "curves": curves(y, p)}
 
@@ -80,8 +98,11 @@ def summarise(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
                                       "n_test": r["metrics"]["n"], "best_epoch": r["card"]["best_epoch"],
                                       "lr": r["card"].get("lr"), "lr_source": r["card"].get("lr_source")}
                     for r in rs}
+        keys = HEADLINE + (PAIR_KEYS if all("pairs" in r["metrics"] for r in rs) else ())
+        for r in rs:
+            per_seed[str(r["seed"])].update({k: r["metrics"][k] for k in keys if k not in HEADLINE})
         mean, std = {}, {}
-        for k in HEADLINE:
+        for k in keys:
             mean[k], std[k] = _mean_std([r["metrics"][k] for r in rs])
         best = max(rs, key=lambda r: r["metrics"]["f1"])
         models[fam] = {"seeds": per_seed, "mean": mean, "std": std, "best_seed": best["seed"], "n_seeds": len(rs)}

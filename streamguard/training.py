@@ -137,7 +137,7 @@ def train_transformer(data_dir: str, model_dir: str, result_dir: str, seed: int,
             checkpoint_key=_checkpoint_key(run_key or default_run_key(fp, cfg), "transformer", seed),
             lr_key_parts={"data": fp, "model": tc.pretrained, "model_config": dataclasses.asdict(tc),
                           "max_length": tc.max_length},
-            test_ids=[s.id for s in splits["test"]], lengths=[len(ids) for ids in data["train"].input_ids],
+            test_ids=[s.id for s in splits["test"]], test_pair_ids=[s.pair_id for s in splits["test"]], lengths=[len(ids) for ids in data["train"].input_ids],
             extra_metadata={"data_fingerprint": fp, "truncated_at_max_length": truncated})
         result = fit(job)
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +159,10 @@ def graph_splits(graphs_dir: str, data_dir: str) -> dict[str, list]:
                             f"({len(missing)} missing; rebuild with `streamguard build-graphs`)")
         out[s] = [graphs[i] for i in ids]
     return out
+
+
+def _pair_ids(data_dir: str) -> list[str | None]:
+    return [s.pair_id for s in read_split(data_dir, "test")]
 
 
 def _gnn_labels(ds) -> list[int]:
@@ -191,7 +195,7 @@ def train_gnn(data_dir: str, graphs_dir: str, model_dir: str, result_dir: str, s
         store=store, checkpoint_key=_checkpoint_key(run_key or default_run_key(fp, cfg), "gnn", seed),
         lr_key_parts={"data": fp, "model": "gnn", "model_config": dataclasses.asdict(cfg.gnn),
                       "graph_builder": BUILDER_VERSION},
-        test_ids=[g.sample_id for g in splits["test"]],
+        test_ids=[g.sample_id for g in splits["test"]], test_pair_ids=_pair_ids(data_dir),
         extra_metadata={"data_fingerprint": fp, "graph_builder": BUILDER_VERSION})
     result = fit(job)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +249,7 @@ def train_fusion(data_dir: str, graphs_dir: str, transformer_dir: str, gnn_dir: 
         checkpoint_key=_checkpoint_key(run_key or default_run_key(fp, cfg), "fusion", seed),
         lr_key_parts={"data": fp, "model": "fusion-head", "model_config": dataclasses.asdict(cfg.fusion),
                       "dims": list(head.dims)},
-        test_ids=ids["test"], extra_metadata={"data_fingerprint": fp})
+        test_ids=ids["test"], test_pair_ids=_pair_ids(data_dir), extra_metadata={"data_fingerprint": fp})
     result = fit(job)
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(head.cpu().state_dict(), model_dir / "model.pt")

@@ -22,6 +22,7 @@ inside an epoch replays the same batches.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -71,6 +72,8 @@ class TrainJob:
     checkpoint_key: str | None = None
     lr_key_parts: dict[str, Any] = field(default_factory=dict)
     test_ids: list[str] = field(default_factory=list)
+    test_pair_ids: list[str | None] = field(default_factory=list)
+    """pair_id of each test item (vulnerable/fixed pairs), written to predictions.jsonl for pair metrics."""
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     lengths: Sequence[int] | None = None
     """Per-item sizes of ``train`` (token counts ...): batches are bucketed by them."""
@@ -328,9 +331,15 @@ def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = job.test_ids or [str(i) for i in range(len(result.test_labels))]
-    pred_lines = "".join(
-        f'{{"idx": {_json_id(i)}, "label": {y}, "prob": {p:.6f}, "pred": {int(p >= result.threshold)}}}\n'
-        for i, y, p in zip(ids, result.test_labels, result.test_probs))
+    pairs = job.test_pair_ids or [None] * len(ids)
+    rows = []
+    for i, y, p, pair in zip(ids, result.test_labels, result.test_probs, pairs):
+        row = {"idx": int(i) if str(i).isdigit() else str(i), "label": y, "prob": round(p, 6),
+               "pred": int(p >= result.threshold)}
+        if pair is not None:
+            row["pair_id"] = pair
+        rows.append(json.dumps(row))
+    pred_lines = "".join(r + "\n" for r in rows)
     from streamguard.jsonio import write_bytes_atomic
 
     write_bytes_atomic(out / "predictions.jsonl", pred_lines.encode())
@@ -348,9 +357,3 @@ def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike
     }
     write_json_atomic(out / "training_metadata.json", meta)
     return meta
-
-
-def _json_id(i: str) -> str:
-    import json
-
-    return str(int(i)) if str(i).isdigit() else json.dumps(str(i))

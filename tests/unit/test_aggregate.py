@@ -1,0 +1,63 @@
+import json
+
+import numpy as np
+import pytest
+
+from streamguard.aggregate import aggregate, kfp_metrics
+from streamguard.errors import UserError
+from streamguard.eval.metrics import compute_metrics
+
+
+def _result(tmp_path, family, seed, labels, probs, threshold=0.5, fp="abc", pairs=None):
+    d = tmp_path / f"{family}-{seed}"
+    d.mkdir()
+    rows = []
+    for i, (y, p) in enumerate(zip(labels, probs)):
+        row = {"idx": i, "label": y, "prob": p}
+        if pairs:
+            row["pair_id"] = pairs[i]
+        rows.append(json.dumps(row))
+    (d / "predictions.jsonl").write_text("\n".join(rows) + "\n")
+    (d / "model_card.json").write_text(json.dumps({"family": family, "seed": seed, "threshold": threshold,
+                                                   "data_fingerprint": fp, "best_epoch": 1, "lr": 0.01,
+                                                   "lr_source": "fixed"}))
+    (d / "training_metadata.json").write_text(json.dumps({"history": [{"valid_f1": 0.5}, {"valid_f1": 0.7}]}))
+    return str(d)
+
+
+def test_summary_recomputes_from_predictions_and_aggregates_seeds(tmp_path):
+    rng = np.random.default_rng(1)
+    dirs, per_seed_f1 = [], {}
+    y = [0, 1] * 20
+    for seed in (1, 2, 3):
+        p = np.clip(np.array(y) * 0.4 + rng.uniform(0, 0.6, 40), 0, 1).round(4).tolist()
+        pairs = [f"p{i // 2}" for i in range(40)]
+        dirs.append(_result(tmp_path, "gnn", seed, y, p, threshold=0.45, pairs=pairs))
+        per_seed_f1[seed] = compute_metrics(y, p, 0.45)["f1"]
+    summary = aggregate(dirs, str(tmp_path / "out"))
+    m = summary["models"]["gnn"]
+    assert m["n_seeds"] == 3
+    assert m["mean"]["f1"] == pytest.approx(np.mean(list(per_seed_f1.values())))
+    assert m["std"]["f1"] == pytest.approx(np.std(list(per_seed_f1.values()), ddof=1))
+    assert m["best_seed"] == max(per_seed_f1, key=per_seed_f1.get)
+    assert "pair_correct" in m["mean"] and 0 <= m["mean"]["pair_correct"] <= 1
+    on_disk = json.loads((tmp_path / "out" / "production_summary.json").read_text())
+    assert on_disk["models"]["gnn"]["seeds"]["2"]["f1"] == pytest.approx(per_seed_f1[2])
+    assert (tmp_path / "out" / "report.md").read_text().count("| gnn |") == 4  # mean row + 3 seed rows
+    assert kfp_metrics(summary)["gnn_f1_mean"] == pytest.approx(m["mean"]["f1"], abs=1e-6)
+
+
+def test_pairs_counted_by_hand(tmp_path):
+    # pair a: vuln 0.9 / fixed 0.1 -> correct; pair b: 0.9/0.8 -> both vulnerable
+    d = _result(tmp_path, "fusion", 1, [1, 0, 1, 0], [0.9, 0.1, 0.9, 0.8], pairs=["a", "a", "b", "b"])
+    s = aggregate([d], str(tmp_path / "o"))["models"]["fusion"]["seeds"]["1"]
+    assert s["pair_correct"] == 0.5 and s["pair_vulnerable"] == 0.5 and s["pair_reversed"] == 0.0
+
+
+def test_mixed_datasets_and_duplicate_seeds_are_refused(tmp_path):
+    a = _result(tmp_path, "gnn", 1, [0, 1], [0.2, 0.8], fp="one")
+    b = _result(tmp_path, "transformer", 1, [0, 1], [0.2, 0.8], fp="two")
+    with pytest.raises(UserError, match="different datasets"):
+        aggregate([a, b], str(tmp_path / "o"))
+    with pytest.raises(UserError, match="seed given twice"):
+        aggregate([a, a], str(tmp_path / "o2"))
