@@ -9,6 +9,7 @@ values are parsed as YAML scalars and type-checked against the dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -191,8 +192,13 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+ENV_FIELDS = {"LR_CACHE_TTL_HOURS": ("train", "lr_cache_ttl_hours")}
+"""Cluster settings from the ``streamguard-config`` ConfigMap (environment) that override the profile."""
+
+
 def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, sets: list[str] | None = None) -> Config:
-    """Load a profile by name or path, then apply ``overrides`` and ``--set`` items."""
+    """Load a profile by name or path; then the ConfigMap environment (ENV_FIELDS); then ``overrides``;
+    then ``--set`` items (each later source wins)."""
     path = Path(profile)
     if not path.suffix:
         path = PROFILE_DIR / f"{profile}.yaml"
@@ -207,6 +213,9 @@ def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, 
         raise UserError(f"{path}: expected a mapping at top level")
     cfg = Config()
     _apply(cfg, raw, "")
+    env = {f"{sec}.{field}": os.environ[var] for var, (sec, field) in ENV_FIELDS.items() if os.environ.get(var)}
+    if env:
+        _apply(cfg, parse_set([f"{k}={v}" for k, v in env.items()]), "", raw=True)
     if overrides:
         _apply(cfg, overrides, "")
     if sets:

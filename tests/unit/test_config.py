@@ -32,3 +32,12 @@ def test_unknown_profile_and_bad_yaml(tmp_path):
 
 def test_parse_set_nests():
     assert parse_set(["a.b=1", "a.c=x"]) == {"a": {"b": "1", "c": "x"}}
+
+
+def test_configmap_env_sits_between_profile_and_overrides(monkeypatch):
+    monkeypatch.setenv("LR_CACHE_TTL_HOURS", "24")
+    assert load_config("demo").train.lr_cache_ttl_hours == 24.0
+    assert load_config("demo", sets=["train.lr_cache_ttl_hours=1"]).train.lr_cache_ttl_hours == 1.0
+    monkeypatch.setenv("LR_CACHE_TTL_HOURS", "soon")
+    with pytest.raises(UserError, match="train.lr_cache_ttl_hours: expected a number, got 'soon'"):
+        load_config("demo")
