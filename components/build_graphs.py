@@ -6,12 +6,15 @@ from components._image import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def build_graphs(data: Input[Dataset], profile: str, overrides: dict, store_uri: str, graphs: Output[Dataset]):
-    """Build AST + control-flow + data-flow graphs for every function, in shards."""
+    """Build AST + control-flow + data-flow graphs for every function, in shards (cached in the store)."""
     from streamguard.cli import run_stage
     from streamguard.config import load_config
     from streamguard.graphs import build_graphs as run
     from streamguard.storage import open_store
 
-    cfg = load_config(profile, overrides)
-    report = run_stage(lambda: run(data.path, graphs.path, store=open_store(store_uri or None), max_nodes=cfg.gnn.max_nodes))
+    def go():
+        cfg = load_config(profile, overrides)
+        return run(data.path, graphs.path, store=open_store(store_uri or None), max_nodes=cfg.gnn.max_nodes)
+
+    report = run_stage(go)
     graphs.metadata.update({k: v for k, v in report.items() if isinstance(v, (int, float, str))})

@@ -47,7 +47,8 @@ def cmd_make_demo_data(args) -> None:
 def cmd_ingest(args) -> None:
     from streamguard.data.ingest import ingest
 
-    report = ingest(args.input, args.output, _config(args).data, fmt=args.format)
+    cfg = _config(args)
+    report = ingest(args.input, args.output, cfg.data, fmt=args.format, max_tokens=cfg.transformer.max_length)
     _print({k: report[k] for k in report if k in ("counts", "fingerprint", "bad_rows", "quarantined")})
 
 
@@ -123,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read a dataset, write {train,valid,test}.jsonl, quarantine.jsonl and data_report.json.")
     p.add_argument("--input", required=True, help="dataset file (path, http(s) URL or s3:// URI)")
     p.add_argument("--output", required=True, help="output directory")
-    p.add_argument("--format", default="auto", help="input format (default: detect)")
+    p.add_argument("--format", default="auto",
+                   help="input format: auto (detect), codexglue, devign, bigvul, diversevul, primevul")
     _common(p)
     p.set_defaults(fn=cmd_ingest)
 
