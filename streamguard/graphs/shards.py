@@ -9,6 +9,11 @@ the graphs of one split concatenated, in compact dtypes:
 ``edge_index`` int32 ``[2, E]`` (indices local to each graph), ``edge_type`` int8 ``[E]``,
 ``error_share`` float32 ``[G]``, ``truncated`` / ``failed`` bool ``[G]``.
 
+Loading (:func:`load_graphs`, :class:`GraphShardDataset`) keeps these compact dtypes: each graph's
+``x`` / ``edge_index`` / ``edge_type`` are zero-copy views into the shard's tensors, and
+:func:`streamguard.models.gnn.gnn_collate` casts a batch to int64. (Casting every graph to int64 at
+load time turned 21,854 graphs into ~1.4 GB of fresh LongTensors and dominated the load.)
+
 ``manifest.json`` in the graphs directory lists the shards of each split (see
 :mod:`streamguard.graphs.stage`).
 """
@@ -16,6 +21,7 @@ the graphs of one split concatenated, in compact dtypes:
 from __future__ import annotations
 
 import bisect
+import gc
 import os
 from array import array
 from pathlib import Path
@@ -81,12 +87,14 @@ def read_shard(path: str | os.PathLike, mmap: bool = True) -> dict:
 
 
 def _graphs_of(shard: dict) -> list[Data]:
-    """All graphs of a shard as ``Data`` with long tensors (views into one converted copy)."""
-    n_sizes = (shard["node_ptr"][1:] - shard["node_ptr"][:-1]).tolist()
-    e_sizes = (shard["edge_ptr"][1:] - shard["edge_ptr"][:-1]).tolist()
-    xs = shard["x"].long().split(n_sizes)
-    eis = shard["edge_index"].long().split(e_sizes, dim=1)
-    ets = shard["edge_type"].long().split(e_sizes)
+    """All graphs of a shard as ``Data`` whose tensors are zero-copy views into the shard's (memory-mapped)
+    compact tensors: ``x`` int16, ``edge_index`` int32, ``edge_type`` int8, ``y`` int64 ``[1]``.
+    :func:`streamguard.models.gnn.gnn_collate` casts to int64 once per batch."""
+    n_sizes = shard["node_ptr"].diff().tolist()
+    e_sizes = shard["edge_ptr"].diff().tolist()
+    xs = shard["x"].split(n_sizes)
+    eis = shard["edge_index"].split(e_sizes, dim=1)
+    ets = shard["edge_type"].split(e_sizes)
     ys = shard["y"].view(-1, 1).unbind(0)
     err = shard["error_share"].tolist()
     tr = shard["truncated"].tolist()
@@ -105,12 +113,12 @@ def _data(**attrs) -> Data:
 
 
 def _graph_at(shard: dict, i: int) -> Data:
-    n0, n1 = int(shard["node_ptr"][i]), int(shard["node_ptr"][i + 1])
-    e0, e1 = int(shard["edge_ptr"][i]), int(shard["edge_ptr"][i + 1])
-    return Data(x=shard["x"][n0:n1].long(), edge_index=shard["edge_index"][:, e0:e1].long(),
-                edge_type=shard["edge_type"][e0:e1].long(), y=shard["y"][i:i + 1].clone(),
-                sample_id=shard["ids"][i], error_share=float(shard["error_share"][i]),
-                truncated=bool(shard["truncated"][i]), failed=bool(shard["failed"][i]), num_nodes=n1 - n0)
+    """Graph ``i`` of a shard, in the same compact dtypes as :func:`_graphs_of` (views, no copy)."""
+    n0, n1 = shard["node_ptr"][i:i + 2].tolist()
+    e0, e1 = shard["edge_ptr"][i:i + 2].tolist()
+    return _data(x=shard["x"][n0:n1], edge_index=shard["edge_index"][:, e0:e1], edge_type=shard["edge_type"][e0:e1],
+                 y=shard["y"][i:i + 1], sample_id=shard["ids"][i], error_share=float(shard["error_share"][i]),
+                 truncated=bool(shard["truncated"][i]), failed=bool(shard["failed"][i]), num_nodes=n1 - n0)
 
 
 def read_manifest(graphs_dir: str | os.PathLike) -> dict:
@@ -132,16 +140,26 @@ def _shard_paths(graphs_dir: str | os.PathLike, split: str) -> list[Path]:
     return [Path(graphs_dir) / s for s in splits[split]["shards"]]
 
 
-def load_graphs(graphs_dir: str | os.PathLike, split: str) -> list[Data]:
-    """Every graph of ``split`` in manifest order, as PyG ``Data`` (long tensors)."""
+def load_graphs(graphs_dir: str | os.PathLike, split: str, mmap: bool = True) -> list[Data]:
+    """Every graph of ``split`` in manifest order, as PyG ``Data`` in the shard's compact dtypes (``x`` int16,
+    ``edge_index`` int32, ``edge_type`` int8; views into the memory-mapped shard, or into one in-memory copy
+    per shard with ``mmap=False``). Cast with ``gnn_collate`` (int64 per batch) before a model sees them."""
+    paths = _shard_paths(graphs_dir, split)
     out: list[Data] = []
-    for p in _shard_paths(graphs_dir, split):
-        out += _graphs_of(read_shard(p))
+    gc_was_on = gc.isenabled()
+    gc.disable()  # tens of thousands of acyclic objects: generational GC passes would only rescan them
+    try:
+        for p in paths:
+            out += _graphs_of(read_shard(p, mmap=mmap))
+    finally:
+        if gc_was_on:
+            gc.enable()
     return out
 
 
 class GraphShardDataset(torch.utils.data.Dataset):
-    """Random access to the graphs of one split; shards are memory-mapped on first touch.
+    """Random access to the graphs of one split; shards are memory-mapped on first touch and each item is
+    built on access as zero-copy views (compact dtypes, as :func:`load_graphs`).
 
     Works with ``torch_geometric.loader.DataLoader`` and with ``gnn_collate``.
     """

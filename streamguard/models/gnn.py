@@ -40,11 +40,11 @@ class GNNClassifier(nn.Module):
         self.head = nn.Linear(h, 2)
 
     def _node_states(self, g) -> torch.Tensor:
-        x = g.x
+        x = g.x.long()  # no-op for gnn_collate batches; other loaders may pass the shards' compact dtypes
         h = self.embeds[0](x[:, 0])
         for i in range(1, len(self.embeds)):
             h = h + self.embeds[i](x[:, i])
-        ei, et = g.edge_index, g.edge_type
+        ei, et = g.edge_index.long(), g.edge_type.long()
         ei = torch.cat([ei, ei.flip(0)], dim=1)
         et = torch.cat([et, et + NUM_EDGE_TYPES])
         for conv, eemb, norm in zip(self.convs, self.edge_embeds, self.norms):
@@ -70,8 +70,16 @@ _KEYS = ("x", "edge_index", "edge_type", "y")
 
 
 def gnn_collate(items: list[Data]) -> dict:
-    """``list[Data]`` -> ``{"graph": Batch, "labels": LongTensor[B]}`` (only tensors the model needs)."""
+    """``list[Data]`` -> ``{"graph": Batch, "labels": LongTensor[B]}`` (only tensors the model needs).
+
+    Graphs may carry any integer dtype (shards load as int16 ``x``, int32 ``edge_index``, int8 ``edge_type``,
+    see :mod:`streamguard.graphs.shards`); the batch always holds int64 ``x``/``edge_index``/``edge_type``:
+    the cast happens here, once per batch, instead of once per graph at load time."""
     slim = [Data(x=d.x, edge_index=d.edge_index, edge_type=d.edge_type, y=d.y.view(-1)[:1], num_nodes=d.num_nodes)
             for d in items]
     graph = Batch.from_data_list(slim)
-    return {"graph": graph, "labels": graph.y.view(-1).long()}
+    for key in _KEYS:
+        v = graph[key]
+        if v.dtype != torch.long:
+            graph[key] = v.long()
+    return {"graph": graph, "labels": graph.y.view(-1)}

@@ -47,3 +47,20 @@ def test_a_few_steps_reduce_loss_on_real_graphs():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.5
+
+
+def test_collate_casts_compact_graphs_to_int64_and_matches_long_graphs():
+    graphs = [build_graph("int f(int a) { if (a) return 1; return 0; }", label=1),
+              build_graph("void g(char *s) { while (*s) s++; }", label=0), four_nodes([0, 1, 2, 3], 1)]
+    compact = [Data(x=g.x.to(torch.int16), edge_index=g.edge_index.to(torch.int32),
+                    edge_type=g.edge_type.to(torch.int8), y=g.y, num_nodes=g.num_nodes) for g in graphs]
+    mixed = [graphs[0], compact[1], compact[2]]
+    ref = gnn_collate(graphs)
+    for items in (compact, mixed):
+        b = gnn_collate(items)
+        for key in ("x", "edge_index", "edge_type", "batch"):
+            assert b["graph"][key].dtype == torch.long and torch.equal(b["graph"][key], ref["graph"][key])
+        assert b["labels"].dtype == torch.long and b["labels"].tolist() == [1, 0, 1]
+    torch.manual_seed(0)
+    model = GNNClassifier(GNNConfig(hidden=8, layers=1, dropout=0.0)).eval()
+    assert torch.allclose(model(gnn_collate(compact)), model(ref), atol=1e-6)

@@ -128,3 +128,29 @@ def test_missing_split_and_manifest_are_user_errors(tmp_path):
         build_graphs(data, tmp_path / "g")
     with pytest.raises(UserError, match="manifest.json: missing"):
         load_graphs(tmp_path / "nowhere", "train")
+
+
+def test_loaded_graphs_are_compact_views_and_dataset_items_equal_them(tmp_path):
+    data = make_data(tmp_path / "data", 9)
+    build_graphs(data, tmp_path / "graphs", shard_size=4)
+    for mmap in (True, False):
+        graphs = load_graphs(tmp_path / "graphs", "train", mmap=mmap)
+        ds = GraphShardDataset(tmp_path / "graphs", "train")
+        assert len(graphs) == len(ds) == 9
+        for i, g in enumerate(graphs):
+            assert (g.x.dtype, g.edge_index.dtype, g.edge_type.dtype, g.y.dtype) == \
+                (torch.int16, torch.int32, torch.int8, torch.long)
+            assert g.x.shape == (g.num_nodes, len(builder.FEATURE_SPEC)) and g.edge_index.shape[0] == 2
+            d = ds[i]
+            for key in ("x", "edge_index", "edge_type", "y"):
+                assert d[key].dtype == g[key].dtype and torch.equal(d[key], g[key])
+            for key in ("sample_id", "num_nodes", "error_share", "truncated", "failed"):
+                assert d[key] == g[key]
+            code = FUNCS[i % len(FUNCS)]
+            if code:  # exact values equal a fresh build (int64)
+                fresh = build_graph(code)
+                assert torch.equal(g.x.long(), fresh.x) and torch.equal(g.edge_index.long(), fresh.edge_index)
+                assert torch.equal(g.edge_type.long(), fresh.edge_type)
+    assert ds[-1].sample_id == "train-8"
+    with pytest.raises(IndexError):
+        ds[9]
