@@ -77,6 +77,8 @@ class TrainJob:
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     lengths: Sequence[int] | None = None
     """Per-item sizes of ``train`` (token counts ...): batches are bucketed by them."""
+    clock: Callable[[], float] = time.time
+    """Wall clock of the LR cache (entry age vs. TTL); tests inject a fake one."""
 
 
 @dataclass
@@ -91,6 +93,8 @@ class TrainResult:
     lr_info: dict[str, Any]
     resumed_from: dict[str, Any] | None
     seconds: float
+    collapse_events: list[dict[str, Any]] = field(default_factory=list)
+    """``reduce_lr`` actions taken (reason, step, epoch, lr before/after)."""
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -204,7 +208,7 @@ def fit(job: TrainJob) -> TrainResult:
         log.info("%s seed %d: resuming from checkpoint %s (epoch %d, step %d)", job.family, job.seed,
                  job.checkpoint_key, ckpt["epoch"], ckpt["step"])
     else:
-        cache = LRCache(job.store, ttl_hours=tc.lr_cache_ttl_hours) if job.store else None
+        cache = LRCache(job.store, ttl_hours=tc.lr_cache_ttl_hours, clock=job.clock) if job.store else None
 
         def finder_batches():
             for epoch in range(10**6):
@@ -277,7 +281,8 @@ def fit(job: TrainJob) -> TrainResult:
             reason = monitor.on_step(state["step"], lv, float(grad_norm))
             if reason:
                 collapse(reason, epoch, tc.collapse_action)
-            if tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0:
+            # The last step of an epoch is covered by the epoch checkpoint written right after validation.
+            if tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0 and pos + 1 < len(batches):
                 checkpoint()
         probs, logits = predict(model, job.valid, job.collate, cfg.batch_size * 2, device, amp_ctx)
         yv = job.labels(job.valid)
@@ -323,7 +328,8 @@ def fit(job: TrainJob) -> TrainResult:
     return TrainResult(threshold=thr, best_epoch=int(state["best_epoch"]), valid_metrics=vm,
                        test_metrics=compute_metrics(yt, tprobs, thr), test_labels=list(map(int, yt)),
                        test_probs=[float(p) for p in tprobs], history=state["history"], lr_info=lr_info,
-                       resumed_from=resumed_from, seconds=time.time() - t0)
+                       resumed_from=resumed_from, seconds=time.time() - t0,
+                       collapse_events=list(state["collapse_events"]))
 
 
 def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -351,6 +357,7 @@ def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike
         "lr": result.lr_info.get("lr"), "lr_source": result.lr_info.get("lr_source"), "lr_info": result.lr_info,
         "history": result.history, "best_epoch": result.best_epoch, "threshold": result.threshold,
         "timings": {"train_seconds": result.seconds}, "resumed_from": result.resumed_from,
+        "collapse_events": result.collapse_events,
         "hardware": _hardware(next(job.model.parameters()).device), "versions": library_versions(),
         "sizes": {"train": len(job.train), "valid": len(job.valid), "test": len(job.test)},
         **job.extra_metadata,
