@@ -19,9 +19,12 @@ Fairness: the per-epoch validation pass and the final valid/test evaluation (``e
 ``tune_threshold``, ``compute_metrics``) are timed and subtracted from the engine's wall time; the
 bare loop has none. Everything else the engine does is charged to it: set-up, best-weight copies,
 all checkpoints (every N steps, every epoch, the final one), logging. Rounds alternate engine/bare (the order flips each
-round); the figures are medians of the per-round time per step.
+round); ``engine_vs_bare_steps_ratio`` is the ratio of the median times per step, the
+``*_round_ratio`` lines summarise the paired per-round ratios, and
+``engine_minus_checkpoints_vs_bare_steps_ratio`` takes the (timed) checkpoint writes out again, to
+show what the rest of the engine costs.
 
-Usage: python benchmarks/engine.py [--train 1600] [--epochs 2] [--rounds 3] [--batch-size 32]
+Usage: python benchmarks/engine.py [--train 1600] [--epochs 2] [--rounds 4] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -70,13 +73,13 @@ def bare_loop(model, train, opt_cfg: OptimConfig, seed: int, epochs: int, weight
 
 
 def engine_run(model, train, valid, test, opt_cfg: OptimConfig, train_cfg: TrainConfig, seed: int,
-               workdir: Path) -> tuple[float, float, int, int]:
-    """One ``fit``; returns (wall seconds, seconds in the validation/test passes, steps, checkpoints written)."""
+               workdir: Path) -> tuple[float, float, int, int, float]:
+    """One ``fit``: (wall s, s in the validation/test passes, steps, checkpoints written, s writing them)."""
     in_eval = [0.0]
     evals = ("predict", "tune_threshold", "compute_metrics")
     real = {name: getattr(engine, name) for name in evals}
     real_tqdm, real_save = engine.tqdm, engine.save_checkpoint
-    saves = [0]
+    saves = [0, 0.0]
     devnull = open(os.devnull, "w")
 
     def timed(fn):
@@ -92,8 +95,12 @@ def engine_run(model, train, valid, test, opt_cfg: OptimConfig, train_cfg: Train
         return real_tqdm(*a, **{**k, "disable": False, "file": devnull})
 
     def counted_save(*a, **k):
-        saves[0] += 1
-        return real_save(*a, **k)
+        t = time.perf_counter()
+        try:
+            return real_save(*a, **k)
+        finally:
+            saves[0] += 1
+            saves[1] += time.perf_counter() - t
 
     store = open_store(str(workdir / "store"))
     job = engine.TrainJob(family="gnn", model=model, train=train, valid=valid, test=test, collate=gnn_collate,
@@ -113,7 +120,7 @@ def engine_run(model, train, valid, test, opt_cfg: OptimConfig, train_cfg: Train
         devnull.close()
     steps = result.history[-1]["step"]
     assert result.lr_info["lr_source"] == "fixed", result.lr_info
-    return wall, in_eval[0], steps, saves[0]
+    return wall, in_eval[0], steps, saves[0], saves[1]
 
 
 def main() -> None:
@@ -121,7 +128,7 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=1600, help="training graphs (default 1600: 50 steps/epoch)")
     ap.add_argument("--eval", type=int, default=64, help="valid and test graphs each")
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--checkpoint-every", type=int, default=50, help="engine checkpoint interval (demo profile: 50)")
     ap.add_argument("--threads", type=int, default=1)
@@ -149,18 +156,18 @@ def main() -> None:
         m.load_state_dict(init)
         return m
 
-    eng, bare, overhead = [], [], []
+    eng, bare, ckpt_s = [], [], []
     ckpts = predict_s = 0
     with tempfile.TemporaryDirectory(prefix="sg-bench-engine-") as tmp:
         for r in range(args.rounds):
             order = ("engine", "bare") if r % 2 == 0 else ("bare", "engine")
             for which in order:
                 if which == "engine":
-                    wall, pred, steps, ckpts = engine_run(fresh(), train, valid, test, gcfg, tcfg, args.seed,
-                                                          Path(tmp) / f"r{r}")
+                    wall, pred, steps, ckpts, saving = engine_run(fresh(), train, valid, test, gcfg, tcfg,
+                                                                  args.seed, Path(tmp) / f"r{r}")
                     eng.append((wall - pred) / steps)
                     predict_s = pred
-                    overhead.append(wall - pred)
+                    ckpt_s.append(saving)
                 else:
                     secs, bsteps = bare_loop(fresh(), train, gcfg, args.seed, args.epochs, weights)
                     bare.append(secs / bsteps)
@@ -168,6 +175,8 @@ def main() -> None:
                   file=sys.stderr, flush=True)
 
     e, b = statistics.median(eng), statistics.median(bare)
+    per_round = [x / y for x, y in zip(eng, bare)]
+    no_ckpt = [(x - c / steps) / y for x, y, c in zip(eng, bare, ckpt_s)]
     mean_nodes = sum(g.num_nodes for g in train) / len(train)
     print(f"model: gnn hidden {gcfg.hidden} layers {gcfg.layers} batch {gcfg.batch_size} "
           f"({len(train)} train graphs, mean {mean_nodes:.0f} nodes), {args.threads} thread(s), "
@@ -175,15 +184,17 @@ def main() -> None:
     print(f"graph_build_seconds: {build_s:.2f}")
     print(f"steps_per_epoch: {-(-len(train) // gcfg.batch_size)}")
     print(f"checkpoints_per_engine_run: {ckpts}")
+    print(f"checkpoint_ms_each: {statistics.median(ckpt_s) / max(1, ckpts) * 1e3:.1f}")
     print(f"engine_eval_seconds_excluded_per_run: {predict_s:.2f}")
     print(f"bare_ms_per_step: {b * 1e3:.2f}")
     print(f"engine_ms_per_step: {e * 1e3:.2f}")
     print(f"bare_steps_per_s: {1 / b:.3f}")
     print(f"engine_steps_per_s: {1 / e:.3f}")
     print(f"engine_vs_bare_steps_ratio: {e / b:.3f}")
-    per_round = [x / y for x, y in zip(eng, bare)]
+    print(f"engine_vs_bare_steps_median_round_ratio: {statistics.median(per_round):.3f}")
     print(f"engine_vs_bare_steps_min_round_ratio: {min(per_round):.3f}")
     print(f"engine_vs_bare_steps_max_round_ratio: {max(per_round):.3f}")
+    print(f"engine_minus_checkpoints_vs_bare_steps_ratio: {statistics.median(no_ckpt):.3f}")
 
 
 if __name__ == "__main__":
