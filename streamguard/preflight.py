@@ -154,8 +154,9 @@ def check_atomic_json(write_json: Callable[[Any, Any], None] | None = None, work
     vals: dict[str, Any] = {"writer": f"{getattr(write_json, '__module__', '?')}.{getattr(write_json, '__name__', '?')}"}
     with tempfile.TemporaryDirectory(prefix="sg-preflight-atomic-", dir=workdir) as tmp:
         target = Path(tmp) / "state.json"
-        write_json(target, old)
         for point in ("fsync", "replace"):
+            write_json(target, old)
+
             def crash(*_a, **_k):
                 raise _SimulatedCrash(f"simulated crash at os.{point}")
 
@@ -172,9 +173,9 @@ def check_atomic_json(write_json: Callable[[Any, Any], None] | None = None, work
             except Exception:
                 intact = False
             vals[f"crash_at_{point}"] = {"raised": crashed, "old_file_intact": intact, "leftover_files": leftovers}
-            if not crashed:
+            if not crashed:  # the write went through: nothing to prove at this point
                 vals[f"crash_at_{point}"]["note"] = f"the writer never called os.{point}"
-            if not intact:
+            elif not intact:
                 return CheckResult("safety_atomic_json", "fail",
                                    f"a crash at os.{point} during a JSON write corrupted the previous file", vals)
             if leftovers:

@@ -1,0 +1,542 @@
+"""Pre-flight: every check passes on a good setup and fails on a broken one; the gate writes both reports and
+raises PreflightError (exit 4) when a required check fails."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import torch
+
+from streamguard import preflight as pf
+from streamguard.config import load_config
+from streamguard.data.ingest import ingest
+from streamguard.data.samples import read_split, write_samples
+from streamguard.data.synthetic import write_demo_dataset
+from streamguard.errors import EXIT_PREFLIGHT, PreflightError, UserError
+from streamguard.graphs import build_graphs
+from streamguard.smoke import ProbeContext
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """~120 synthetic functions, ingested, with graphs; the `test` profile."""
+    root = tmp_path_factory.mktemp("preflight")
+    cfg = load_config("test")
+    write_demo_dataset(root / "raw.jsonl", n=120, seed=3)
+    ingest(str(root / "raw.jsonl"), str(root / "data"), cfg.data)
+    build_graphs(root / "data", root / "graphs", workers=1)
+    return root / "data", root / "graphs", cfg
+
+
+@pytest.fixture
+def data_copy(tiny, tmp_path):
+    """A writable copy of the tiny dataset (data + graphs) for tests that break it."""
+    data, graphs, cfg = tiny
+    shutil.copytree(data, tmp_path / "data")
+    shutil.copytree(graphs, tmp_path / "graphs")
+    return tmp_path / "data", tmp_path / "graphs", cfg
+
+
+# ------------------------------------------------------------------ accelerator
+def test_accelerator_passes_on_cpu_when_no_gpu_is_asked_for():
+    r = pf.check_accelerator(require_gpu=False)
+    assert r.status == "pass" and r.values["torch"] == torch.__version__
+
+
+def test_accelerator_fails_when_the_profile_asks_for_a_gpu_and_there_is_none(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = pf.check_accelerator(require_gpu=True)
+    assert r.status == "fail" and "CUDA is not available" in r.message and r.required
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fakes a broken CUDA device on a CPU-only build")
+def test_accelerator_fails_when_cuda_reports_a_device_but_kernels_fail(monkeypatch):
+    class Props:
+        name, total_memory, major, minor = "Fake A100", 40 * 2**30, 8, 0
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    r = pf.check_accelerator(require_gpu=True)
+    assert r.status == "fail" and "CUDA kernel failed" in r.message
+    assert r.values["capability"] == "8.0" and r.values["bf16"] is True and r.values["memory_bytes"] == 40 * 2**30
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_accelerator_passes_on_a_real_gpu():
+    r = pf.check_accelerator(require_gpu=True)
+    assert r.status in ("pass", "warn") and r.values["kernel_ok"] and r.values["memory_bytes"] > 0
+
+
+# ------------------------------------------------------------------ safety self-tests
+def test_atomic_json_self_test_passes_for_the_real_writer():
+    r = pf.check_atomic_json()
+    assert r.status == "pass", r.message
+    assert r.values["crash_at_fsync"] == {"raised": True, "old_file_intact": True, "leftover_files": []}
+    assert r.values["crash_at_replace"] == {"raised": True, "old_file_intact": True, "leftover_files": []}
+
+
+def _in_place_writer(path, obj):
+    with open(path, "wb") as f:  # truncates the old file first: a crash leaves a half-written one
+        f.write(json.dumps(obj).encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _leaky_writer(path, obj):
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(json.dumps(obj).encode())
+    os.replace(tmp, path)  # no cleanup when this fails
+
+
+def test_atomic_json_self_test_fails_for_an_in_place_writer():
+    r = pf.check_atomic_json(_in_place_writer)
+    assert r.status == "fail" and "corrupted the previous file" in r.message
+
+
+def test_atomic_json_self_test_fails_for_a_writer_that_leaves_temp_files():
+    r = pf.check_atomic_json(_leaky_writer)
+    assert r.status == "fail" and "left temporary files" in r.message and "os.replace" in r.message
+
+
+def test_amp_order_self_test_passes_for_backward_step():
+    r = pf.check_amp_order()
+    assert r.status == "pass", r.message
+    assert r.values["calls"] == ["scale", "backward", "unscale_", "clip", "step", "optimizer.step", "update"]
+    assert r.values["norm_at_step"] == pytest.approx(1.0, rel=1e-3)
+
+
+def test_amp_order_self_test_fails_when_clipping_comes_before_unscale():
+    def clip_then_unscale(loss, optimizer, scaler, params, max_norm):  # the prototype's bug
+        params = list(params)
+        scaler.scale(loss).backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        scaler.unscale_(optimizer)
+        scaler.step(optimizer)
+        scaler.update()
+        return float(norm)
+
+    r = pf.check_amp_order(clip_then_unscale)
+    assert r.status == "fail" and "clip → unscale_" in r.message
+
+
+def test_amp_order_self_test_fails_when_nothing_is_clipped():
+    def no_clip(loss, optimizer, scaler, params, max_norm):
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        scaler.step(optimizer)
+        scaler.update()
+        return 0.0
+
+    r = pf.check_amp_order(no_clip)
+    assert r.status == "fail" and "expected scale → backward → unscale_ → clip" in r.message
+
+
+def test_lr_fallback_self_test_passes_for_find_lr():
+    r = pf.check_lr_fallback()
+    assert r.status == "pass", r.message
+    assert r.values["source"] == "fallback" and r.values["weights_restored"] and "simulated" in r.values["reason"]
+
+
+def test_lr_fallback_self_test_fails_when_the_finder_raises():
+    def crashing_finder(model, make_optimizer, batches, *, loss, **kw):  # lets the loss's exception escape
+        for _ in range(10):
+            loss(model, batches[0])
+
+    r = pf.check_lr_fallback(crashing_finder)
+    assert r.status == "fail" and "raised instead of falling back" in r.message
+
+
+def test_lr_fallback_self_test_fails_when_the_finder_hides_the_failure():
+    from types import SimpleNamespace
+
+    r = pf.check_lr_fallback(lambda *a, **k: SimpleNamespace(lr=1e-3, source="finder", reason=None))
+    assert r.status == "fail" and "expected the fallback" in r.message
+
+
+# ------------------------------------------------------------------ data
+def test_data_check_passes_on_a_clean_split_with_the_real_tokenizer(tiny):
+    data, graphs, cfg = tiny
+    tok = ProbeContext(str(data), str(graphs), cfg)
+    try:
+        r = pf.check_data(str(data), str(graphs), 512, tokenizer_fn=lambda: tok.transformer()[1])
+    finally:
+        tok.close()
+    assert r.status == "pass", r.message
+    assert r.values["truncation"]["method"] == "tokenizer" and r.values["truncation"]["n_truncated"] == 0
+    assert r.values["duplicates_across_splits"] == {"train/valid": 0, "train/test": 0, "valid/test": 0}
+    assert all(r.values[f"{s}_graphs_missing"] == 0 for s in ("train", "valid", "test"))
+
+
+def test_data_check_fails_on_a_split_with_leakage(data_copy):
+    data, graphs, cfg = data_copy
+    train, test = read_split(data, "train"), read_split(data, "test")
+    leaked = train[0]
+    leaked_copy = type(leaked)(id="leak-1", func="/* same function */\n" + leaked.func.replace("\n", "\n  "),
+                               target=leaked.target)
+    write_samples(data / "test.jsonl", test + [leaked_copy])
+    r = pf.check_data(str(data), None, None)
+    assert r.status == "fail" and r.values["duplicates_across_splits"]["train/test"] == 1
+    assert "functions shared across splits" in r.message
+
+
+def test_data_check_fails_on_a_shared_id_and_on_a_missing_graph(data_copy):
+    data, graphs, cfg = data_copy
+    valid = read_split(data, "valid")
+    extra = type(valid[0])(id=read_split(data, "train")[0].id, func="int brand_new(void) { return 42; }",
+                           target=valid[0].target)
+    write_samples(data / "valid.jsonl", valid + [extra])
+    r = pf.check_data(str(data), str(graphs), None)
+    assert r.status == "fail"
+    assert r.values["ids_across_splits"]["train/valid"] == 1 and r.values["valid_graphs_missing"] == 1
+    assert "without a graph" in r.message
+
+
+def test_data_check_fails_on_a_missing_or_empty_split(data_copy):
+    data, graphs, cfg = data_copy
+    (data / "valid.jsonl").write_text("")
+    assert "split is empty" in pf.check_data(str(data), None, None).message
+    (data / "valid.jsonl").unlink()
+    r = pf.check_data(str(data), None, None)
+    assert r.status == "fail" and "valid.jsonl: split file missing" in r.message
+
+
+def test_data_check_fails_on_a_single_class_and_warns_on_extreme_balance(data_copy):
+    data, graphs, cfg = data_copy
+    test = read_split(data, "test")
+    write_samples(data / "test.jsonl", [s for s in test if s.target == 0])
+    r = pf.check_data(str(data), None, None)
+    assert r.status == "fail" and "split test has a single class" in r.message
+    train = read_split(data, "train")
+    safe, vuln = [s for s in train if s.target == 0], [s for s in train if s.target == 1]
+    write_samples(data / "train.jsonl", safe + vuln[:2])
+    write_samples(data / "test.jsonl", test)
+    r = pf.check_data(str(data), None, None)
+    assert r.status == "warn" and "extreme label balance" in r.message
+
+
+def test_data_check_warns_when_many_functions_are_truncated_estimate_without_tokenizer(tiny):
+    data, graphs, cfg = tiny
+    r = pf.check_data(str(data), None, 16)
+    assert r.status == "warn" and "longer than max_length 16 (estimate)" in r.message
+    assert r.values["truncation"]["share"] > 0.9 and "lower bound" in r.values["truncation"]["method"]
+    r = pf.check_data(str(data), None, 16, tokenizer_fn=lambda: 1 / 0)  # a tokenizer that cannot load: estimate
+    assert r.status == "warn" and "tokenizer unavailable: ZeroDivisionError" in r.values["truncation"]["method"]
+
+
+# ------------------------------------------------------------------ object store
+def test_store_check_passes_on_both_backends(store):
+    r = pf.check_store(store, load_config("test"), environ={})
+    assert r.status == "pass", r.message
+    assert r.values["lr_cache_location"].endswith("/lr_cache") and r.values["lr_cache_ttl_hours"] == 168.0
+    assert not [k for k in store.list() if k.startswith("preflight/")]  # the probe object is gone
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_store_check_fails_fast_against_a_stopped_s3_server(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    from streamguard.storage import open_store
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for k, v in {"MINIO_ENDPOINT": f"127.0.0.1:{port}", "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "b",
+                 "MINIO_SECURE": "false"}.items():
+        monkeypatch.setenv(k, v)
+    try:
+        store = open_store("s3://sg-preflight/run")
+        store.ensure_bucket()
+        assert pf.check_store(store, load_config("test"), environ={}).status == "pass"
+    finally:
+        server.stop()
+    t = time.time()
+    r = pf.check_store(store, load_config("test"), environ={})
+    assert r.status == "fail" and f"127.0.0.1:{port} unreachable" in r.message and r.required
+    assert time.time() - t < 5
+
+
+def test_store_check_fails_when_the_bucket_does_not_exist(s3_env):
+    from streamguard.storage import open_store
+
+    r = pf.check_store(open_store("s3://no-such-bucket-here/x"), load_config("test"), environ={})
+    assert r.status == "fail" and "bucket 'no-such-bucket-here' does not exist" in r.message
+
+
+def test_store_check_fails_on_a_bad_ttl_and_warns_when_the_configmap_ttl_differs(local_store):
+    cfg = load_config("test", sets=["train.lr_cache_ttl_hours=0"])
+    r = pf.check_store(local_store, cfg, environ={})
+    assert r.status == "fail" and "lr_cache_ttl_hours=0.0" in r.message
+    r = pf.check_store(local_store, load_config("test"), environ={"LR_CACHE_TTL_HOURS": "24"})
+    assert r.status == "warn" and "LR_CACHE_TTL_HOURS='24'" in r.message
+
+
+def test_store_check_is_skipped_without_a_store():
+    r = pf.check_store(None, load_config("test"))
+    assert r.status == "skip" and not r.required
+
+
+# ------------------------------------------------------------------ cluster
+def _node(name, labels, gpus=None, ready=True):
+    alloc = {"cpu": "12", "memory": "85Gi"}
+    if gpus is not None:
+        alloc["nvidia.com/gpu"] = str(gpus)
+    return {"metadata": {"name": name, "labels": labels}, "spec": {},
+            "status": {"allocatable": alloc, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+class KubeDouble:
+    """A tiny HTTP double of the Kubernetes API: GET /api/v1/nodes and GET /api/v1/namespaces/NS/secrets/NAME."""
+
+    def __init__(self, nodes=(), secrets=None, nodes_status=200):
+        self.nodes, self.secrets, self.nodes_status = list(nodes), dict(secrets or {}), nodes_status
+        self.requests: list[str] = []
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                path = urlparse(self.path).path
+                double.requests.append(path)
+                parts = path.strip("/").split("/")
+                if path == "/api/v1/nodes":
+                    if double.nodes_status != 200:
+                        return self._send(double.nodes_status, _status(double.nodes_status, "nodes is forbidden"))
+                    return self._send(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {},
+                                            "items": double.nodes})
+                if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
+                    ns, name = parts[3], parts[5]
+                    if (ns, name) in double.secrets:
+                        data = {k: base64.b64encode(v.encode()).decode() for k, v in double.secrets[ns, name].items()}
+                        return self._send(200, {"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
+                                                "metadata": {"name": name, "namespace": ns}, "data": data})
+                    return self._send(404, _status(404, f'secrets "{name}" not found'))
+                return self._send(404, _status(404, "not found"))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def api_client(self):
+        from kubernetes import client
+
+        conf = client.Configuration(host=self.host)
+        return client.ApiClient(conf)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _status(code, message):
+    reason = {403: "Forbidden", 404: "NotFound"}.get(code, "Error")
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason,
+            "code": code}
+
+
+POOL = {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
+SECRET = {("kubeflow", "streamguard-minio"): {"MINIO_ACCESS_KEY": "ak", "MINIO_SECRET_KEY": "sk"}}
+
+
+@pytest.fixture
+def kube():
+    doubles = []
+
+    def make(**kw):
+        d = KubeDouble(**kw)
+        doubles.append(d)
+        return d
+
+    yield make
+    for d in doubles:
+        d.close()
+
+
+def test_cluster_check_is_skipped_outside_a_pod(tmp_path):
+    r = pf.check_cluster(environ={})
+    assert r.status == "skip" and "KUBERNETES_SERVICE_HOST" in r.message and not r.required
+    r = pf.check_cluster(environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, sa_dir=str(tmp_path))
+    assert r.status == "skip" and "no service-account token" in r.message
+
+
+def test_cluster_check_passes_with_gpu_nodes_in_the_pool_and_the_secret(kube):
+    d = kube(nodes=[_node("cpu-1", {"pool": "cpu"}), _node("a100-1", POOL, gpus=1), _node("a100-2", POOL, gpus=1),
+                    _node("t4-1", {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}, gpus=1)],
+             secrets=SECRET)
+    r = pf.check_cluster(require_gpu=True, node_selector=POOL, namespace="kubeflow", api_client=d.api_client(),
+                         environ={})
+    assert r.status == "pass", r.message
+    assert [n["name"] for n in r.values["gpu_nodes"]] == ["a100-1", "a100-2"] and r.values["gpus_allocatable"] == 2
+    assert r.values["secret_keys"] == ["MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"]
+    assert "sk" not in json.dumps(r.values)  # key names only, never values
+    assert d.requests == ["/api/v1/nodes", "/api/v1/namespaces/kubeflow/secrets/streamguard-minio"]
+
+
+def test_cluster_check_reads_the_node_selector_from_the_environment(kube):
+    d = kube(nodes=[_node("a100-1", POOL, gpus=1)], secrets=SECRET)
+    env = {pf.NODE_SELECTOR_ENV: "cloud.google.com/gke-accelerator=nvidia-tesla-t4", "POD_NAMESPACE": "kubeflow"}
+    r = pf.check_cluster(require_gpu=True, api_client=d.api_client(), environ=env)
+    assert r.status == "fail" and "no Ready node matching cloud.google.com/gke-accelerator=nvidia-tesla-t4" in r.message
+    assert r.values["namespace"] == "kubeflow"
+
+
+def test_cluster_check_fails_without_allocatable_gpus_in_the_pool(kube):
+    d = kube(nodes=[_node("a100-1", POOL, gpus=0), _node("a100-2", POOL, gpus=1, ready=False),
+                    _node("a100-3", POOL)], secrets=SECRET)
+    r = pf.check_cluster(require_gpu=True, node_selector=POOL, namespace="kubeflow", api_client=d.api_client(),
+                         environ={})
+    assert r.status == "fail" and r.required
+    assert "has allocatable nvidia.com/gpu (3 of 3 nodes match the selector)" in r.message
+    r = pf.check_cluster(require_gpu=False, node_selector=POOL, namespace="kubeflow", api_client=d.api_client(),
+                         environ={})
+    assert r.status == "warn"  # a CPU-only run does not need the GPU pool
+
+
+def test_cluster_check_fails_when_the_secret_is_missing(kube):
+    d = kube(nodes=[_node("a100-1", POOL, gpus=1)], secrets={})
+    r = pf.check_cluster(require_gpu=True, node_selector=POOL, namespace="kubeflow", api_client=d.api_client(),
+                         environ={})
+    assert r.status == "fail" and "Secret kubeflow/streamguard-minio not found" in r.message
+
+
+def test_cluster_check_warns_when_nodes_may_not_be_listed(kube):
+    d = kube(nodes_status=403, secrets=SECRET)
+    r = pf.check_cluster(require_gpu=True, node_selector=POOL, namespace="kubeflow", api_client=d.api_client(),
+                         environ={})
+    assert r.status == "warn" and "cannot list nodes (403" in r.message and "ClusterRole" in r.message
+
+
+def test_node_selector_parsing():
+    assert pf.parse_node_selector("a=b, c=d") == {"a": "b", "c": "d"} and pf.parse_node_selector("") == {}
+    with pytest.raises(UserError, match="expected key=value"):
+        pf.parse_node_selector("gpu")
+
+
+# ------------------------------------------------------------------ the gate
+def _paths(tmp_path):
+    return str(tmp_path / "r" / "preflight_report.json"), str(tmp_path / "r" / "preflight_report.md")
+
+
+def test_preflight_passes_on_good_data_and_writes_both_reports(tiny, tmp_path, local_store, monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    data, graphs, cfg = tiny
+    js, md = _paths(tmp_path)
+    t = time.time()
+    report = pf.preflight(str(data), str(graphs), cfg, js, md, store=local_store)
+    took = time.time() - t
+    names = [c["name"] for c in report["checks"]]
+    assert names == ["accelerator", "safety_atomic_json", "safety_amp_order", "safety_lr_fallback", "data",
+                     "object_store", "cluster", "smoke_transformer", "smoke_gnn", "smoke_fusion",
+                     "memory_transformer", "memory_gnn"]
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    assert status.pop("cluster") == "skip" and status.pop("data") in ("pass", "warn")  # test profile: max_length 64
+    assert set(status.values()) == {"pass"}, report
+    assert report["passed"] and json.loads(Path(js).read_text())["passed"]
+    text = Path(md).read_text()
+    assert "**PASSED**" in text and "| smoke_gnn | PASS | yes |" in text and "## Measured values" in text
+    assert took < 20, f"pre-flight took {took:.1f} s on the test profile"
+
+
+def test_preflight_fails_with_exit_4_and_reports_when_a_required_check_fails(tiny, tmp_path, monkeypatch):
+    data, graphs, cfg = tiny
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    js, md = _paths(tmp_path)
+    with pytest.raises(PreflightError) as e:
+        pf.preflight(str(data), str(graphs), cfg, js, md, require_gpu=True, checks=["accelerator", "data"])
+    assert e.value.exit_code == EXIT_PREFLIGHT and "accelerator: the profile asks for a GPU" in str(e.value)
+    report = json.loads(Path(js).read_text())
+    assert not report["passed"] and report["failed"] == ["accelerator"]
+    assert "**FAILED: accelerator**" in Path(md).read_text()
+
+
+def test_preflight_smoke_fails_for_an_unlearnable_setup(tiny, tmp_path):
+    data, graphs, cfg = tiny
+    cfg = load_config("test", sets=["gnn.lr=0"])
+    js, md = _paths(tmp_path)
+    with pytest.raises(PreflightError, match="smoke_gnn: cannot overfit 32 samples"):
+        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["smoke"], smoke_families=["gnn"])
+    check = json.loads(Path(js).read_text())["checks"][0]
+    assert check["name"] == "smoke_gnn" and check["status"] == "fail" and len(check["values"]["attempts"]) == 3
+
+
+def test_preflight_memory_fails_when_the_limit_is_below_the_need(tiny, tmp_path):
+    data, graphs, cfg = tiny
+    js, md = _paths(tmp_path)
+    with pytest.raises(PreflightError, match="memory_gnn: .*above 90%"):
+        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["memory"], memory_families=["gnn"],
+                     memory_total_bytes=32 * 2**20)
+    report = json.loads(Path(js).read_text())
+    assert report["checks"][0]["values"]["total_source"] == "given"
+
+
+def test_preflight_skips_the_probes_when_the_data_check_fails(data_copy, tmp_path):
+    data, graphs, cfg = data_copy
+    (data / "test.jsonl").unlink()
+    js, md = _paths(tmp_path)
+    with pytest.raises(PreflightError, match="test.jsonl: split file missing"):
+        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["data", "smoke", "memory"])
+    report = json.loads(Path(js).read_text())
+    assert report["failed"] == ["data"]
+    assert all(c["status"] == "skip" for c in report["checks"][1:]) and len(report["checks"]) == 6
+
+
+def test_a_crashing_check_is_a_failed_check_with_one_line(tiny, tmp_path, monkeypatch):
+    data, graphs, cfg = tiny
+    monkeypatch.setattr(pf, "check_store", lambda *a, **k: 1 / 0)
+    js, md = _paths(tmp_path)
+    with pytest.raises(PreflightError, match="object_store: check crashed: ZeroDivisionError: division by zero"):
+        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["object_store"])
+    assert "Traceback" in json.loads(Path(js).read_text())["checks"][0]["values"]["traceback"]
+
+
+def test_check_selection_from_argument_and_environment(tiny, tmp_path, monkeypatch):
+    data, graphs, cfg = tiny
+    js, md = _paths(tmp_path)
+    with pytest.raises(UserError, match="unknown 'gpu_burn'"):
+        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["gpu_burn"])
+    monkeypatch.setenv(pf.CHECKS_ENV, "accelerator, safety")
+    report = pf.preflight(str(data), str(graphs), cfg, js, md)
+    assert [c["name"] for c in report["checks"]] == ["accelerator", "safety_atomic_json", "safety_amp_order",
+                                                     "safety_lr_fallback"]
+
+
+def test_markdown_escapes_table_breaking_messages():
+    md = pf.render_markdown([pf.CheckResult("data", "warn", "a | b\nc", {"x": "1|2"})])
+    assert "| data | WARN | yes | 0.00 | a \\| b c |" in md and "x = 1\\|2" in md
