@@ -111,7 +111,7 @@ def main() -> None:
     # warm up both paths (parser creation, token cache is per process: clear it for fairness)
     for f in funcs[:20]:
         builder.build_arrays(f)
-    builder._TOKCACHE.clear()
+    builder.clear_caches()
     parse_s = min(timed(lambda: [builder.parse(f) for f in funcs]) for _ in range(2))
     graphs = []
     build_s = min(timed(lambda: graphs.__setitem__(slice(None), [builder.build_arrays(f) for f in funcs]))

@@ -262,6 +262,41 @@ def _string_category(text: bytes) -> int:
     return LIT_STR_FORMAT if b"%" in body else LIT_STR
 
 
+# Per-kind feature rows, indexed by tree-sitter kind id (the hot path of the build looks them up
+# instead of branching): a leaf that is not hashed, an inner node (None: a string literal, whose
+# literal category needs its text), and one cache per hashed leaf kind: text -> feature row.
+_ERROR_FEAT = (KIND_ERROR, 0, 0, 0, 0, R_INNER)
+_LEAF_FEAT: list = [None] * (_ERROR_ID + 1)
+_INNER_FEAT: list = [None] * (_ERROR_ID + 1)
+_HCACHE: list = [None] * (_ERROR_ID + 1)
+for _k in range(LANGUAGE.node_kind_count):
+    _LEAF_FEAT[_k] = (_KIND_CANON[_k], 0, 0, 0, LIT_NULL if _k in _NULL else LIT_BOOL if _k in _BOOL else 0, R_LEAF)
+    _INNER_FEAT[_k] = None if _k in _STRINGS else \
+        (_KIND_CANON[_k], 0, 0, 0, LIT_CHAR if _k in _CHAR else LIT_NULL if _k in _NULL else 0, R_INNER)
+    if _k in _HASHED:
+        _HCACHE[_k] = {}
+_LEAF_FEAT[_ERROR_ID] = _INNER_FEAT[_ERROR_ID] = _ERROR_FEAT
+_HCACHE_LIMIT = 50_000
+
+
+def _hashed_features(k: int, text: bytes, cache: dict) -> tuple[int, int, int, int, int, int]:
+    """Row of ``x`` of a hashed leaf of kind ``k`` (role: plain leaf), stored in ``cache``."""
+    t, s1, s2 = _token_features(text, k in _WORDY)
+    f = (_KIND_CANON[k], t, s1, s2, _number_category(text) if k == _NUMBER else LIT_NONE, R_LEAF)
+    if len(cache) > _HCACHE_LIMIT:
+        cache.clear()
+    cache[text] = f
+    return f
+
+
+def clear_caches() -> None:
+    """Forget every cached token feature (benchmarks: time a cold build)."""
+    _TOKCACHE.clear()
+    for c in _HCACHE:
+        if c is not None:
+            c.clear()
+
+
 # ------------------------------------------------------------------- errors
 class GraphBuildError(Exception):
     """The input gives no graph at all; ``reason`` says why."""
@@ -319,9 +354,8 @@ class _Builder:
         self.trace = trace
         self.max_nodes = max_nodes
         self.has_error = has_error
-        self.feat: list[int] = []  # kind, token, sub1, sub2, literal per node
-        self.role: list[int] = []
-        self.parent: list[int] = []
+        self.feat: list[int] = []  # the rows of x, flat: kind, token, sub1, sub2, literal, role per node
+        self.parent: list[int] = []  # one per node: its length is the node count
         self.leaves: list[int] = []
         self.cfg: list[int] = []  # flat (src, dst, type) triples
         self.calls: list[int] = []  # flat (src, dst) pairs
@@ -339,41 +373,34 @@ class _Builder:
 
     # ---------------------------------------------------------------- nodes
     def add(self, node, k: int, parent: int, leaf: bool) -> int:
-        idx = len(self.role)
+        parents = self.parent
+        idx = len(parents)
         if idx >= self.max_nodes:
             raise _Cap
-        self.parent.append(parent)
+        parents.append(parent)
         if self.trace is not None:
             self.trace.append(node)
+        feat = self.feat
         if k == _ERROR_ID:
             self.nerr += 1
-            self.feat += (KIND_ERROR, 0, 0, 0, 0)
-            self.role.append(R_INNER)
+            feat += _ERROR_FEAT
             return idx
         if leaf:
             self.leaves.append(idx)
-            role = R_LEAF
+            cache = _HCACHE[k]
+            if cache is None:
+                feat += _LEAF_FEAT[k]
+            else:
+                text = self.src[node.start_byte:node.end_byte]
+                f = cache.get(text)
+                feat += f if f is not None else _hashed_features(k, text, cache)
             if self.has_error and node.is_missing:
                 self.nerr += 1
-                role = R_MISSING
-            if k in _HASHED:
-                text = self.src[node.start_byte:node.end_byte]
-                t, s1, s2 = _token_features(text, k in _WORDY)
-                lit = _number_category(text) if k == _NUMBER else LIT_NONE
-                self.feat += (_KIND_CANON[k], t, s1, s2, lit)
-            else:
-                self.feat += (_KIND_CANON[k], 0, 0, 0, LIT_NULL if k in _NULL else LIT_BOOL if k in _BOOL else 0)
-            self.role.append(role)
+                feat[-1] = R_MISSING
         else:
-            lit = 0
-            if k in _STRINGS:
-                lit = _string_category(self.src[node.start_byte:node.end_byte])
-            elif k in _CHAR:
-                lit = LIT_CHAR
-            elif k in _NULL:
-                lit = LIT_NULL
-            self.feat += (_KIND_CANON[k], 0, 0, 0, lit)
-            self.role.append(R_INNER)
+            f = _INNER_FEAT[k]
+            feat += f if f is not None else \
+                (_KIND_CANON[k], 0, 0, 0, _string_category(self.src[node.start_byte:node.end_byte]), R_INNER)
         return idx
 
     def skip(self, node) -> None:
@@ -390,68 +417,93 @@ class _Builder:
     def expr(self, node, parent: int, ev: list, mode: int) -> int:
         k = node.kind_id
         if k in _SKIP:
-            self.skip(node)
+            self.nskip += 1
+            if self.has_error and node.is_missing:
+                self.nerr += 1
             return -1
-        children = node.children
-        if not children:
-            idx = self.add(node, k, parent, True)
-            if k == _IDENT and mode:
-                ev.append((self.src[node.start_byte:node.end_byte], idx, mode))
-                self.role[idx] = _ROLE_OF_MODE[mode]
-            return idx
-        role = self.role
-        idx = len(role)
+        return self._ex(node, k, parent, ev, mode)
+
+    def _ex(self, node, k: int, parent: int, ev: list, mode: int) -> int:
+        """``expr`` for a node already known not to be skipped (kind ``k``): the hot path of the build.
+
+        Same graph as ``add`` + the generic recursion, with the per-kind work looked up in tables."""
+        parents = self.parent
+        idx = len(parents)
         if idx >= self.max_nodes:
             raise _Cap
-        self.parent.append(parent)
+        parents.append(parent)
         if self.trace is not None:
             self.trace.append(node)
+        children = node.children
+        feat = self.feat
         if k == _ERROR_ID:
             self.nerr += 1
-            self.feat += (KIND_ERROR, 0, 0, 0, 0)
+            feat += _ERROR_FEAT
+            if not children:
+                return idx
+        elif not children:  # leaf
+            self.leaves.append(idx)
+            cache = _HCACHE[k]
+            if cache is None:
+                feat += _LEAF_FEAT[k]
+                if self.has_error and node.is_missing:
+                    self.nerr += 1
+                    feat[-1] = R_MISSING
+                return idx
+            text = self.src[node.start_byte:node.end_byte]
+            f = cache.get(text)
+            feat += f if f is not None else _hashed_features(k, text, cache)
+            if self.has_error and node.is_missing:
+                self.nerr += 1
+                feat[-1] = R_MISSING
+            if k == _IDENT and mode:
+                ev.append((text, idx, mode))
+                feat[-1] = _ROLE_OF_MODE[mode]
+            return idx
         else:
-            self.feat += (_KIND_CANON[k], 0, 0, 0,
-                          _string_category(self.src[node.start_byte:node.end_byte]) if k in _STRINGS
-                          else LIT_CHAR if k in _CHAR else LIT_NULL if k in _NULL else 0)
-        role.append(R_INNER)
-        h = self.expr_handlers.get(k)
+            f = _INNER_FEAT[k]
+            feat += f if f is not None else \
+                (_KIND_CANON[k], 0, 0, 0, _string_category(self.src[node.start_byte:node.end_byte]), R_INNER)
+        h = _EXPR_HANDLERS.get(k)
         if h is not None:
             h(self, node, children, idx, ev, mode)
         else:
-            if mode & DEF and k not in _PASSTHRU:
-                mode = USE
-            expr = self.expr
-            for ch in children:
-                expr(ch, idx, ev, mode)
+            self._exprs(children, idx, ev, USE if mode & DEF and k not in _PASSTHRU else mode)
         return idx
+
+    def _exprs(self, children, parent: int, ev: list, mode: int) -> None:
+        """``expr`` over a list of siblings (skipped tokens counted inline)."""
+        ex = self._ex
+        for ch in children:
+            k = ch.kind_id
+            if k in _SKIP:
+                self.nskip += 1
+                if self.has_error and ch.is_missing:
+                    self.nerr += 1
+            else:
+                ex(ch, k, parent, ev, mode)
 
     def _assign(self, node, children, idx, ev, mode):
         if len(children) < 3:
-            for ch in children:
-                self.expr(ch, idx, ev, USE)
+            self._exprs(children, idx, ev, USE)
             return
         left_ev: list = []
         lmode = DEF if children[1].kind_id in _ASSIGN_PLAIN else DEF | USE
         self.expr(children[0], idx, left_ev, lmode)
-        for ch in children[1:]:
-            self.expr(ch, idx, ev, USE)
+        self._exprs(children[1:], idx, ev, USE)
         ev += left_ev
 
     def _init_decl(self, node, children, idx, ev, mode):
         left_ev: list = []
         self.expr(children[0], idx, left_ev, mode if mode & DEF else DEF)
-        for ch in children[1:]:
-            self.expr(ch, idx, ev, USE)
+        self._exprs(children[1:], idx, ev, USE)
         ev += left_ev
 
     def _update(self, node, children, idx, ev, mode):
-        for ch in children:
-            self.expr(ch, idx, ev, DEF | USE)
+        self._exprs(children, idx, ev, DEF | USE)
 
     def _declaration(self, node, children, idx, ev, mode):
-        m = mode if mode & DEF else DEF
-        for ch in children:
-            self.expr(ch, idx, ev, m)
+        self._exprs(children, idx, ev, mode if mode & DEF else DEF)
 
     def _array_decl(self, node, children, idx, ev, mode):
         first = True
@@ -478,7 +530,7 @@ class _Builder:
             if callee < 0:
                 if ch.kind_id == _IDENT:
                     callee = self.add(ch, _IDENT, idx, True)
-                    self.role[callee] = R_CALLEE
+                    self.feat[callee * NUM_FEATURES + 5] = R_CALLEE
                 else:
                     callee = self.expr(ch, idx, ev, USE)
             elif ch.type == "argument_list":
@@ -504,7 +556,7 @@ class _Builder:
 
     def _cfg_node(self, node, k, parent, preds) -> tuple[int, list]:
         idx = self.add(node, k, parent, False)
-        self.role[idx] = R_STMT
+        self.feat[idx * NUM_FEATURES + 5] = R_STMT
         for p, t in preds:
             self.cfg += (p, idx, t)
         ev: list = []
@@ -521,12 +573,11 @@ class _Builder:
             self.events[idx] = []
             return [(idx, CFG_NEXT)]
         idx, ev = self._cfg_node(node, k, parent, preds)
-        h = self.expr_handlers.get(k)
+        h = _EXPR_HANDLERS.get(k)
         if h is not None:
             h(self, node, children, idx, ev, USE)
         else:
-            for ch in children:
-                self.expr(ch, idx, ev, USE)
+            self._exprs(children, idx, ev, USE)
         return [(idx, CFG_NEXT)]
 
     def _seq(self, node, k, parent, preds):
@@ -537,7 +588,7 @@ class _Builder:
 
     def _error(self, node, k, parent, preds):
         idx, ev = self._cfg_node(node, k, parent, preds)
-        self.role[idx] = R_STMT
+        self.feat[idx * NUM_FEATURES + 5] = R_STMT
         cur = [(idx, CFG_NEXT)]
         kinds = self.stmt_kinds
         for ch in node.children:
@@ -622,7 +673,7 @@ class _Builder:
 
     def _for(self, node, k, parent, preds):
         idx = self.add(node, k, parent, False)
-        self.role[idx] = R_STMT
+        self.feat[idx * NUM_FEATURES + 5] = R_STMT
         ev: list = []
         self.events[idx] = ev
         breaks: list = []
@@ -800,44 +851,55 @@ class _Builder:
         self.gotos = []
 
     # ------------------------------------------------------------ data flow
-    def def_use(self) -> list[int]:
-        """Reaching definitions over the CFG; returns flat (def_node, use_node) pairs."""
+    def def_use(self) -> tuple[list[int], list[int]]:
+        """Reaching definitions over the CFG; returns the (def_node, use_node) pairs as two lists.
+
+        Definitions are numbered in source order and sets of them are Python ints (bit ``d`` = definition
+        ``d``); control-flow nodes are numbered by position (source order) and every per-node table is a
+        list indexed by that position."""
         events = self.events
+        evs = list(events.values())
         def_node: list[int] = []
         var_defs: dict[bytes, int] = {}
-        for ev in events.values():
-            for name, node, mode in ev:
-                if mode & DEF:
-                    var_defs[name] = var_defs.get(name, 0) | (1 << len(def_node))
-                    def_node.append(node)
-        if not def_node:
-            return []
-        gen: dict[int, int] = {}
-        kill: dict[int, int] = {}
-        d = 0
-        for n, ev in events.items():
+        gen: list[int] = []
+        kill: list[int] = []
+        for ev in evs:
             g = kl = 0
             for name, node, mode in ev:
                 if mode & DEF:
-                    m = var_defs[name]
-                    g = (g & ~m) | (1 << d)
+                    bit = 1 << len(def_node)
+                    m = var_defs[name] = var_defs.get(name, 0) | bit
+                    def_node.append(node)
+                    g = (g & ~m) | bit
                     kl |= m
-                    d += 1
-            gen[n], kill[n] = g, kl
-        preds: dict[int, list[int]] = {n: [] for n in events}
-        succs: dict[int, list[int]] = {n: [] for n in events}
+            gen.append(g)
+            kill.append(kl)
+        if not def_node:
+            return [], []
+        # kill[n] must hold every definition of each variable n defines, including later ones
+        for i, ev in enumerate(evs):
+            if kill[i]:
+                kl = 0
+                for name, node, mode in ev:
+                    if mode & DEF:
+                        kl |= var_defs[name]
+                kill[i] = kl
+        pos = {n: i for i, n in enumerate(events)}
+        n_nodes = len(evs)
+        preds: list[list[int]] = [[] for _ in range(n_nodes)]
+        succs: list[list[int]] = [[] for _ in range(n_nodes)]
         cfg = self.cfg
         for s, t in zip(cfg[0::3], cfg[1::3]):
-            succs[s].append(t)
-            preds[t].append(s)
-        out = dict.fromkeys(events, 0)
-        inn = dict.fromkeys(events, 0)
-        work = list(events)
-        work.reverse()  # pop() takes nodes in source order
-        queued = set(work)
+            ps, pt = pos[s], pos[t]
+            succs[ps].append(pt)
+            preds[pt].append(ps)
+        out = [0] * n_nodes
+        inn = [0] * n_nodes
+        work = list(range(n_nodes - 1, -1, -1))  # pop() takes nodes in source order
+        queued = [True] * n_nodes
         while work:
             n = work.pop()
-            queued.discard(n)
+            queued[n] = False
             i = 0
             for p in preds[n]:
                 i |= out[p]
@@ -846,24 +908,32 @@ class _Builder:
             if o != out[n]:
                 out[n] = o
                 for s in succs[n]:
-                    if s not in queued:
-                        queued.add(s)
+                    if not queued[s]:
+                        queued[s] = True
                         work.append(s)
-        pairs: list[int] = []
+        du_src: list[int] = []
+        du_dst: list[int] = []
+        memo: dict[int, list[int]] = {}  # reaching set of one variable -> its definition nodes (in order)
         d = 0
-        for n, ev in events.items():
+        for n, ev in enumerate(evs):
             cur = inn[n]
             for name, node, mode in ev:
                 if mode & USE:
                     m = cur & var_defs.get(name, 0)
-                    while m:
-                        b = m & -m
-                        pairs += (def_node[b.bit_length() - 1], node)
-                        m ^= b
+                    if m:
+                        dl = memo.get(m)
+                        if dl is None:
+                            dl = memo[m] = []
+                            while m:
+                                b = m & -m
+                                dl.append(def_node[b.bit_length() - 1])
+                                m ^= b
+                        du_src += dl
+                        du_dst += [node] * len(dl)
                 if mode & DEF:
                     cur = (cur & ~var_defs[name]) | (1 << d)
                     d += 1
-        return pairs
+        return du_src, du_dst
 
 
 def _table(spec) -> dict:
@@ -929,10 +999,10 @@ def build_arrays(code: str | bytes, max_nodes: int = DEFAULT_MAX_NODES, trace: l
         b.resolve_gotos()
     except RecursionError:
         raise GraphBuildError("nesting too deep for the builder") from None
-    n = len(b.role)
+    n = len(b.parent)
     if n <= 1:
         raise GraphBuildError("no code (only whitespace, comments or punctuation)")
-    du = b.def_use()
+    du_src, du_dst = b.def_use()
     parent, leaves, cfg, calls = b.parent, b.leaves, b.cfg, b.calls
     src_a = array("i", parent[1:])
     dst_a = array("i", range(1, n))
@@ -945,19 +1015,15 @@ def build_arrays(code: str | bytes, max_nodes: int = DEFAULT_MAX_NODES, trace: l
         src_a += array("i", cfg[0::3])
         dst_a += array("i", cfg[1::3])
         et += array("b", cfg[2::3])
-    if du:
-        src_a += array("i", du[0::2])
-        dst_a += array("i", du[1::2])
-        et += array("b", [DEF_USE]) * (len(du) // 2)
+    if du_src:
+        src_a += array("i", du_src)
+        dst_a += array("i", du_dst)
+        et += array("b", [DEF_USE]) * len(du_src)
     if calls:
         src_a += array("i", calls[0::2])
         dst_a += array("i", calls[1::2])
         et += array("b", [CALL_ARG]) * (len(calls) // 2)
-    feat = b.feat
-    x = array("h", [0]) * (n * NUM_FEATURES)
-    for c in range(5):
-        x[c::NUM_FEATURES] = array("h", feat[c::5])
-    x[5::NUM_FEATURES] = array("h", b.role)
+    x = array("h", b.feat)
     visited = n + b.nskip
     return GraphArrays(n, x, src_a, dst_a, et, b.nerr / visited if visited else 0.0, truncated)
 
