@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -37,7 +38,25 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 
 def dumps(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n").encode()
+    """Strict JSON (NaN/Infinity become null, so every reader can parse it)."""
+    return (json.dumps(_finite(obj), indent=2, sort_keys=True, default=_default, allow_nan=False) + "\n").encode()
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    try:
+        import numpy as np
+
+        if isinstance(o, np.floating):
+            return _finite(float(o))
+    except ImportError:  # pragma: no cover
+        pass
+    return o
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

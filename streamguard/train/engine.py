@@ -231,7 +231,7 @@ def fit(job: TrainJob) -> TrainResult:
     n_batches = math.ceil(len(job.train) / cfg.batch_size)
     scheduler = _linear_schedule(optimizer, max(1, cfg.epochs * n_batches))
     scaler = amp_mod.make_scaler(amp_ctx)
-    monitor = CollapseMonitor()
+    monitor = CollapseMonitor(loss_factor=tc.collapse_loss_factor, grad_factor=tc.collapse_grad_factor)
 
     state: dict[str, Any] = {"epoch": 0, "pos": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1,
                              "best_state": None, "best_threshold": 0.5, "bad_epochs": 0, "history": [],
@@ -257,6 +257,7 @@ def fit(job: TrainJob) -> TrainResult:
 
     def collapse(reason: str, epoch: int, action: str) -> None:
         event = handle_collapse(reason, action, optimizer, report_path=job.out_dir / "collapse_report.json",
+                                lr_factor=tc.collapse_lr_factor,
                                 scheduler=scheduler, step=state["step"], epoch=epoch,
                                 history=state["history"][-5:] + monitor.recent(), family=job.family, seed=job.seed)
         state["collapse_events"].append(event)

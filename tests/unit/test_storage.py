@@ -59,3 +59,12 @@ def test_s3_objects_really_land_in_the_bucket(s3_store):
     put_json(s3_store, "lr/key.json", {"lr": 0.1})
     raw = s3_store.client.get_object(s3_store.bucket, "prefix/lr/key.json").read()
     assert json.loads(raw) == {"lr": 0.1}
+
+
+def test_json_is_strict_nan_becomes_null(tmp_path):
+    import numpy as np
+
+    write_json_atomic(tmp_path / "m.json", {"auc": float("nan"), "x": [np.float64("inf"), 1.5]})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"auc": None, "x": [None, 1.5]}
