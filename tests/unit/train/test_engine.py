@@ -15,7 +15,6 @@ from streamguard.config import OptimConfig, TrainConfig
 from streamguard.eval.metrics import compute_metrics, tune_threshold
 from streamguard.storage import get_json
 from streamguard.train import engine
-from streamguard.train.collapse import CollapseMonitor
 from streamguard.train.engine import TrainJob, fit, write_outputs
 from train_toys import MLP, one_thread  # noqa: F401 (autouse fixture)
 
@@ -120,12 +119,13 @@ class Saboteur(MLP):
         return self.net(x)
 
 
-def test_early_stopping_exports_the_best_epochs_weights(tmp_path, monkeypatch):
-    # the sudden unlearning is a loss spike the collapse monitor would (rightly) stop; this test is about early stopping
-    monkeypatch.setattr(engine, "CollapseMonitor", lambda: CollapseMonitor(loss_factor=1e9, grad_factor=1e9))
+def test_early_stopping_exports_the_best_epochs_weights(tmp_path):
+    # the sudden unlearning is a loss spike the collapse monitor would (rightly) stop; this test is about early
+    # stopping, so the spike thresholds are raised through the config
     model = Saboteur(good_steps=8)  # 128 items / 16 = 8 steps: epoch 0 learns, later epochs unlearn
     job, result, meta = run(tmp_path, model=model, epochs=8, patience=2, lr=0.05, train=items(128, 1, shift=2.0),
-                            valid=items(64, 2, shift=2.0))
+                            valid=items(64, 2, shift=2.0),
+                            tc={"collapse_loss_factor": 1e9, "collapse_grad_factor": 1e9})
     hist = meta["history"]
     f1s = [h["valid_f1"] for h in hist]
     assert meta["best_epoch"] == 0 and len(hist) == 3, f1s  # stopped early: 1 good + patience bad epochs
