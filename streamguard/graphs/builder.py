@@ -16,7 +16,8 @@ lines, comments, and the keywords implied by their statement
 Node 0 is the root (``translation_unit``); a function is its child
 ``function_definition``.
 
-Feature columns of ``x`` (LongTensor ``[num_nodes, 6]``, categorical ids; the
+Feature columns of ``x`` (``[num_nodes, 6]`` categorical ids: int64 from :func:`build_graph`,
+int16 in shards and in graphs loaded from them, int64 again in a ``gnn_collate`` batch; the
 vocabulary size of each column is :data:`FEATURE_SPEC`, in this order):
 
 ``kind``
