@@ -48,7 +48,10 @@ Checks (names as in ``checks=`` and in the report):
 
 Cost on 2 CPU cores: ``smoke`` and ``memory`` are the expensive ones (they build
 the models; a :class:`~streamguard.smoke.ProbeContext` builds each once);
-everything else takes well under a second. ``checks=`` (or the environment
+everything else takes about a second. Measured with every check on (2 cores
+shared with other work, load ~2.5): ``demo`` profile, 2000 functions: 17 s in
+``preflight`` (20 s for ``streamguard preflight`` with imports; the transformer
+smoke test is 9 s of it); ``test`` profile, 240 functions: 4.6 s (7.6 s). ``checks=`` (or the environment
 variable ``STREAMGUARD_PREFLIGHT_CHECKS``, comma-separated) selects checks.
 """
 
@@ -687,15 +690,25 @@ def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str
               memory_total_bytes: int | None = None, smoke_steps: int = 50, smoke_samples: int = 32,
               truncation_warn_share: float = 0.1, node_selector: Mapping[str, str] | None = None,
               namespace: str | None = None, secret_name: str = SECRET_NAME, k8s_api_client: Any = None,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0, cpu_threads: int | None = 1) -> dict[str, Any]:
     """Run the selected checks (default: all, or ``$STREAMGUARD_PREFLIGHT_CHECKS``); write the JSON and Markdown
-    reports; raise PreflightError (exit 4) when a required check failed. Returns the JSON report."""
+    reports; raise PreflightError (exit 4) when a required check failed. Returns the JSON report.
+
+    ``cpu_threads``: torch threads for the probes on a CPU-only machine (``train.num_threads`` wins when set;
+    None keeps torch's default). The probes' models are tiny; on 2 cores shared with other work the demo
+    transformer's smoke test took 8 s on one thread and 16-58 s on two (OpenMP threads waiting on each other).
+    """
     from streamguard.smoke import ProbeContext
 
     t0 = time.time()
     selected = _selected(checks)
     results: list[CheckResult] = []
     ctx = ProbeContext(data_dir, graphs_dir, cfg, seed=seed, store=store)
+    threads = torch.get_num_threads()
+    if cfg.train.num_threads > 0:  # the probes run with the threads training will use
+        torch.set_num_threads(cfg.train.num_threads)
+    elif cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(min(threads, cpu_threads))
     transformer_probes = ("smoke" in selected and "transformer" in smoke_families) or \
                          ("memory" in selected and "transformer" in memory_families) or \
                          ("smoke" in selected and "fusion" in smoke_families)
@@ -745,6 +758,7 @@ def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str
                                                                      total_bytes=memory_total_bytes)))
     finally:
         ctx.close()
+        torch.set_num_threads(threads)
     seconds = round(time.time() - t0, 3)
     failed = [r for r in results if r.blocking]
     report = {"passed": not failed, "failed": [r.name for r in failed], "seconds": seconds,

@@ -150,15 +150,15 @@ class ProbeContext:
 
         tmodel, _, ds = self.transformer()
         gmodel, graphs = self.gnn()
-        modes = [(m, m.training) for m in (tmodel, gmodel)]
+        modes = [(m, m.training) for model in (tmodel, gmodel) for m in model.modules()]
         try:
             tmodel.eval()
             gmodel.eval()
             t = torch.cat([tmodel.embed(ds.collate([ds[i] for i in c])).float() for c in _chunks(indices, 64)])
             g = torch.cat([gmodel.embed(gnn_collate([graphs[i] for i in c])).float() for c in _chunks(indices, 64)])
         finally:
-            for m, training in modes:
-                m.train(training)
+            for m, training in modes:  # per module: a loaded HF model is in eval mode inside a training wrapper
+                m.training = training
         return torch.cat([t, g], dim=1)
 
     def opt(self, family: str) -> OptimConfig:
