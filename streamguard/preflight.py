@@ -57,7 +57,6 @@ variable ``STREAMGUARD_PREFLIGHT_CHECKS``, comma-separated) selects checks.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
