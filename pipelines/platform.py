@@ -212,6 +212,10 @@ def apply(profile: Profile, stage: str, task) -> None:
     kubernetes.use_config_map_as_env(task, config_map_name=k.config_map, config_map_key_to_env=dict(k.config_map_env))
     if k.store_uri:
         task.set_env_variable("STREAMGUARD_STORE", k.store_uri)
+    if stage == "preflight" and k.gpu.node_selector:
+        # the pre-flight cluster check looks for allocatable GPUs in exactly this pool
+        task.set_env_variable("STREAMGUARD_GPU_NODE_SELECTOR",
+                              ",".join(f"{key}={value}" for key, value in sorted(k.gpu.node_selector.items())))
 
 
 def configure(profile: Profile) -> Callable[[str, Any], None]:

@@ -124,3 +124,19 @@ def test_cache_training_env_is_what_make_compile_passes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "training cache on" in proc.stdout
     assert caching(out)["train-fusion"] is True
+
+
+def test_preflight_is_told_which_gpu_pool_to_check():
+    import yaml
+
+    from pipelines.compile import DEFAULT_OUTPUT
+
+    for path, selector in (("pipelines/compiled/streamguard_training.gke-a100.yaml",
+                            "cloud.google.com/gke-accelerator=nvidia-tesla-a100"),
+                           ("pipelines/compiled/streamguard_training.generic-a100.yaml",
+                            "nvidia.com/gpu.product=NVIDIA-A100-SXM4-40GB")):
+        spec = next(yaml.safe_load_all(open(path)))
+        env = spec["deploymentSpec"]["executors"]["exec-preflight"]["container"]["env"]
+        assert {"name": "STREAMGUARD_GPU_NODE_SELECTOR", "value": selector} in env
+    local = next(yaml.safe_load_all(open(DEFAULT_OUTPUT)))
+    assert "env" not in local["deploymentSpec"]["executors"]["exec-preflight"]["container"]
