@@ -78,7 +78,7 @@ def engine_run(model, train, valid, test, opt_cfg: OptimConfig, train_cfg: Train
     in_eval = [0.0]
     evals = ("predict", "tune_threshold", "compute_metrics")
     real = {name: getattr(engine, name) for name in evals}
-    real_tqdm, real_save = engine.tqdm, engine.save_checkpoint
+    real_tqdm, real_writer = engine.tqdm, engine.CheckpointWriter
     saves = [0, 0.0]
     devnull = open(os.devnull, "w")
 
@@ -94,13 +94,16 @@ def engine_run(model, train, valid, test, opt_cfg: OptimConfig, train_cfg: Train
     def bar(*a, **k):  # the engine leaves tqdm's default (off when stderr is not a terminal): force it on
         return real_tqdm(*a, **{**k, "disable": False, "file": devnull})
 
-    def counted_save(*a, **k):
-        t = time.perf_counter()
-        try:
-            return real_save(*a, **k)
-        finally:
-            saves[0] += 1
-            saves[1] += time.perf_counter() - t
+    class CountedWriter(real_writer):
+        """Counts checkpoints and the time they cost the training thread (serialise + wait for the last write)."""
+
+        def save(self, state):
+            t = time.perf_counter()
+            try:
+                return super().save(state)
+            finally:
+                saves[0] += 1
+                saves[1] += time.perf_counter() - t
 
     store = open_store(str(workdir / "store"))
     job = engine.TrainJob(family="gnn", model=model, train=train, valid=valid, test=test, collate=gnn_collate,
@@ -108,7 +111,7 @@ def engine_run(model, train, valid, test, opt_cfg: OptimConfig, train_cfg: Train
                           store=store, checkpoint_key="checkpoints/bench/gnn/last.pt", lr_key_parts={"data": "bench"})
     for name in evals:
         setattr(engine, name, timed(real[name]))
-    engine.tqdm, engine.save_checkpoint = bar, counted_save
+    engine.tqdm, engine.CheckpointWriter = bar, CountedWriter
     try:
         t0 = time.perf_counter()
         result = engine.fit(job)
@@ -116,7 +119,7 @@ def engine_run(model, train, valid, test, opt_cfg: OptimConfig, train_cfg: Train
     finally:
         for name in evals:
             setattr(engine, name, real[name])
-        engine.tqdm, engine.save_checkpoint = real_tqdm, real_save
+        engine.tqdm, engine.CheckpointWriter = real_tqdm, real_writer
         devnull.close()
     steps = result.history[-1]["step"]
     assert result.lr_info["lr_source"] == "fixed", result.lr_info

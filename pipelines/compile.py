@@ -41,7 +41,7 @@ def compile_pipeline(output: str | Path | None = None, profile: str = "local", *
     prof = load_profile(profile)
     output = Path(output) if output else default_output(prof.name)
     output.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = build_pipeline(configure(prof), cache_training=cache_training)
+    pipeline = build_pipeline(configure(prof), cache_training=cache_training, seed_parallelism=prof.seed_parallelism)
     compiler.Compiler().compile(pipeline, package_path=str(output))
     return output
 

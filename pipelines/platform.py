@@ -93,6 +93,9 @@ class Profile:
     registry: str = "ghcr.io/streamguard"
     """Image registry; images are ``{registry}/streamguard-{cpu,cuda}:{package version}``."""
     kubernetes: Kubernetes | None = None
+    seed_parallelism: int = 0
+    """How many seeds train at once (``dsl.ParallelFor(parallelism=...)``); 0: all. ``local`` uses 1, so a
+    2-core laptop runs one seed's transformer and GNN side by side instead of six training processes."""
 
     def image(self, gpu: bool) -> str:
         from components._image import VERSION

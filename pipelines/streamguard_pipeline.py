@@ -38,9 +38,11 @@ CACHEABLE_STAGES = ("ingest", "build_graphs", "aggregate")
 TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")
 
 
-def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False) -> GraphComponent:
+def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False,
+                   seed_parallelism: int = 0) -> GraphComponent:
     """Build the pipeline. ``hook`` decorates each task (see ``TaskHook``); ``cache_training`` lets KFP reuse
-    cached training results (off: every run trains; the pre-flight gate is never cached)."""
+    cached training results (off: every run trains; the pre-flight gate is never cached);
+    ``seed_parallelism`` caps how many seeds train at once (0: all)."""
 
     def setup(stage: str, task: PipelineTask) -> PipelineTask:
         if stage in TRAINING_STAGES:
@@ -71,7 +73,7 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
         gate = setup("preflight", preflight(data=data.outputs["data"], graphs=graphs.outputs["graphs"], store_uri=store_uri,
                                             require_gpu=require_gpu, **common).set_display_name("pre-flight"))
         run_key = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        with dsl.ParallelFor(seeds, name="seeds") as seed:
+        with dsl.ParallelFor(seeds, name="seeds", parallelism=seed_parallelism) as seed:
             tr = setup("train_transformer", train_transformer(
                 data=data.outputs["data"], seed=seed, store_uri=store_uri, run_key=run_key,
                 **common).after(gate).set_display_name("train transformer"))

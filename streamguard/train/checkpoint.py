@@ -42,11 +42,49 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(store: ObjectStore, key: str, state: dict[str, Any]) -> None:
+def serialize_checkpoint(state: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, **state, "rng": rng_state()}, buf)
-    store.put_bytes(key, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_checkpoint(store: ObjectStore, key: str, state: dict[str, Any]) -> None:
+    store.put_bytes(key, serialize_checkpoint(state))
     log.debug("checkpoint written: %s (epoch %s, step %s)", key, state.get("epoch"), state.get("step"))
+
+
+class CheckpointWriter:
+    """Serialises on the training thread (a consistent snapshot), writes in the background.
+
+    The write and its fsyncs (or the S3 upload) overlap the next training steps. At
+    most one write is in flight: ``save`` first waits for the previous one, so
+    checkpoints land in order, and a failed write raises at the next ``save`` or at
+    ``close``. Each write is atomic, so a kill mid-write leaves the previous
+    checkpoint whole.
+    """
+
+    def __init__(self, store: ObjectStore, key: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store, self.key = store, key
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending = None
+
+    def save(self, state: dict[str, Any]) -> None:
+        data = serialize_checkpoint(state)
+        self.wait()
+        self._pending = self._pool.submit(self.store.put_bytes, self.key, data)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def load_checkpoint(store: ObjectStore, key: str) -> dict[str, Any] | None:

@@ -44,7 +44,7 @@ from streamguard.eval.metrics import compute_metrics, tune_threshold
 from streamguard.jsonio import write_json_atomic
 from streamguard.storage import ObjectStore
 from streamguard.train import amp as amp_mod
-from streamguard.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from streamguard.train.checkpoint import CheckpointWriter, load_checkpoint, set_rng_state
 from streamguard.train.collapse import CollapseMonitor, handle_collapse
 from streamguard.train.interface import class_weights_from_labels, loss_fn, move_to
 from streamguard.train.lr_cache import LRCache, resolve_lr
@@ -248,14 +248,18 @@ def fit(job: TrainJob) -> TrainResult:
         set_rng_state(ckpt["rng"])
         resumed_from = {"epoch": ckpt["epoch"], "pos": ckpt["pos"], "step": ckpt["step"]}
 
+    writer = CheckpointWriter(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
+
     def checkpoint() -> None:
-        if job.store and job.checkpoint_key:
-            save_checkpoint(job.store, job.checkpoint_key, {
+        if writer is not None:
+            writer.save({
                 **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
                 "lr_info": lr_info, "family": job.family, "seed": job.seed})
 
     def collapse(reason: str, epoch: int, action: str) -> None:
+        if action == "stop" and writer is not None:
+            writer.close()  # leave the last good checkpoint complete before stopping
         event = handle_collapse(reason, action, optimizer, report_path=job.out_dir / "collapse_report.json",
                                 lr_factor=tc.collapse_lr_factor,
                                 scheduler=scheduler, step=state["step"], epoch=epoch,
@@ -326,6 +330,8 @@ def fit(job: TrainJob) -> TrainResult:
     yt = job.labels(job.test)
     state["done"] = True
     checkpoint()
+    if writer is not None:
+        writer.close()  # the final checkpoint is on disk before the stage reports success
     return TrainResult(threshold=thr, best_epoch=int(state["best_epoch"]), valid_metrics=vm,
                        test_metrics=compute_metrics(yt, tprobs, thr), test_labels=list(map(int, yt)),
                        test_probs=[float(p) for p in tprobs], history=state["history"], lr_info=lr_info,
