@@ -6,6 +6,7 @@ import socket
 import uuid
 
 import pytest
+import torch
 
 
 def _free_port() -> int:
@@ -59,3 +60,30 @@ def local_store(tmp_path):
 def store(request):
     """The same test against both backends."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests use tiny models: one intra-op thread is several times faster for them and leaves the
+    other core to the process under test (subprocesses are not affected)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """~120 synthetic functions, ingested, with graphs (`test` profile): ``(data_dir, graphs_dir, cfg)``.
+    Shared by the session: read it, never write it (copy it first)."""
+    from streamguard.config import load_config
+    from streamguard.data.ingest import ingest
+    from streamguard.data.synthetic import write_demo_dataset
+    from streamguard.graphs import build_graphs
+
+    root = tmp_path_factory.mktemp("tiny-data")
+    cfg = load_config("test")
+    write_demo_dataset(root / "raw.jsonl", n=120, seed=3)
+    ingest(str(root / "raw.jsonl"), str(root / "data"), cfg.data)
+    build_graphs(root / "data", root / "graphs", workers=1)
+    return root / "data", root / "graphs", cfg

@@ -20,31 +20,14 @@ import torch
 
 from streamguard import preflight as pf
 from streamguard.config import load_config
-from streamguard.data.ingest import ingest
 from streamguard.data.samples import read_split, write_samples
-from streamguard.data.synthetic import write_demo_dataset
 from streamguard.errors import EXIT_PREFLIGHT, PreflightError, UserError
-from streamguard.graphs import build_graphs
 from streamguard.smoke import ProbeContext
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """~120 synthetic functions, ingested, with graphs; the `test` profile."""
-    root = tmp_path_factory.mktemp("preflight")
-    cfg = load_config("test")
-    write_demo_dataset(root / "raw.jsonl", n=120, seed=3)
-    ingest(str(root / "raw.jsonl"), str(root / "data"), cfg.data)
-    build_graphs(root / "data", root / "graphs", workers=1)
-    return root / "data", root / "graphs", cfg
+def tiny(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture

@@ -8,32 +8,14 @@ import json
 import pytest
 import torch
 
-from streamguard.config import load_config
-from streamguard.data.ingest import ingest
-from streamguard.data.synthetic import write_demo_dataset
 from streamguard.errors import UserError
-from streamguard.graphs import build_graphs
 from streamguard.smoke import ProbeContext, memory_check, smoke_test
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one intra-op thread and do not fight the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """~120 synthetic functions, ingested and turned into graphs; the `test` profile."""
-    root = tmp_path_factory.mktemp("smoke")
-    cfg = load_config("test")
-    write_demo_dataset(root / "raw.jsonl", n=120, seed=3)
-    ingest(str(root / "raw.jsonl"), str(root / "data"), cfg.data)
-    build_graphs(root / "data", root / "graphs", workers=1)
-    return str(root / "data"), str(root / "graphs"), cfg
+def tiny(tiny_data):
+    data, graphs, cfg = tiny_data
+    return str(data), str(graphs), cfg
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from streamguard.errors import EXIT_COLLAPSE, CollapseError, UserError
 from streamguard.train import amp
 from streamguard.train.collapse import CollapseConfig, CollapseMonitor, handle_collapse, write_collapse_report
 from streamguard.train.interface import loss_fn
-from train_toys import one_thread, MLP, Constant, separable  # noqa: F401 (autouse fixture)
+from train_toys import MLP, Constant, separable
 
 
 def _train(model, batches, lr, steps, monitor, opt_cls=torch.optim.AdamW, clip=1.0):

@@ -16,7 +16,7 @@ from streamguard.eval.metrics import compute_metrics, tune_threshold
 from streamguard.storage import get_json
 from streamguard.train import engine
 from streamguard.train.engine import TrainJob, fit, write_outputs
-from train_toys import MLP, one_thread  # noqa: F401 (autouse fixture)
+from train_toys import MLP
 
 T0 = 1_767_225_600.0  # a fixed "now" for the LR cache clock
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from streamguard.train.lr_finder import LRFinderResult, find_lr, steepest_descent
-from train_toys import one_thread, MLP, separable  # noqa: F401 (autouse fixture)
+from train_toys import MLP, separable
 
 
 def adam(params, lr):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from streamguard.train.probes import memory_test, system_memory_bytes, tiny_overfit
-from train_toys import one_thread, MLP, Constant, separable  # noqa: F401 (autouse fixture)
+from train_toys import MLP, Constant, separable
 
 
 def _state(model):

@@ -7,13 +7,6 @@ import torch
 from torch import nn
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one intra-op thread (and do not fight the shared cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class MLP(nn.Module):
