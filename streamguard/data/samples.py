@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from streamguard.errors import UserError
+
 SPLITS = ("train", "valid", "test")
 OPTIONAL_FIELDS = ("project", "commit_id", "cwe", "cve", "pair_id", "date")
 
@@ -54,8 +56,30 @@ def write_samples(path: str | os.PathLike, samples: Iterable[Sample]) -> int:
 
 
 def read_samples(path: str | os.PathLike) -> list[Sample]:
-    with open(path, encoding="utf-8") as f:
-        return [Sample.from_json(json.loads(line)) for line in f if line.strip()]
+    """Read a Sample JSONL file; a bad row is a UserError naming file, line, field and value."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: missing (is {path.parent} the output of `streamguard ingest`?)")
+    out = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except ValueError as e:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({e.args[0][:80]})") from None
+            if not isinstance(d, dict):
+                raise UserError(f"{path}:{lineno}: row is {type(d).__name__}, expected an object")
+            for field, ok in (("id", lambda v: isinstance(v, (str, int)) and not isinstance(v, bool)),
+                              ("func", lambda v: isinstance(v, str)),
+                              ("target", lambda v: v in (0, 1) and not isinstance(v, float))):
+                if field not in d or not ok(d[field]):
+                    raise UserError(f"{path}:{lineno}: field {field!r} is {d.get(field, '<missing>')!r:.60}"
+                                    + (", expected 0 or 1" if field == "target" else ""))
+            d["id"] = str(d["id"])
+            out.append(Sample.from_json(d))
+    return out
 
 
 def read_split(data_dir: str | os.PathLike, split: str) -> list[Sample]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streamguard.data.samples import SPLITS, Sample, fingerprint
+from streamguard.data.samples import SPLITS, fingerprint, read_split
 from streamguard.errors import UserError
 from streamguard.graphs import builder
 from streamguard.graphs.shards import MANIFEST, write_shard
@@ -34,33 +34,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 4096
 _PARALLEL_MIN = 256  # below this many functions, worker start-up costs more than it saves
-
-
-def read_split_checked(data_dir: str | os.PathLike, split: str) -> list[Sample]:
-    """Read ``data_dir/split.jsonl``; bad rows are a UserError naming file, line, field and value."""
-    path = Path(data_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise UserError(f"{path}: missing (is {data_dir} the output of `streamguard ingest`?)")
-    out = []
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except ValueError as e:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({e.args[0][:80]})") from None
-            if not isinstance(d, dict):
-                raise UserError(f"{path}:{lineno}: row is {type(d).__name__}, expected an object")
-            for field, ok in (("id", lambda v: isinstance(v, (str, int)) and not isinstance(v, bool)),
-                              ("func", lambda v: isinstance(v, str)),
-                              ("target", lambda v: v in (0, 1) and not isinstance(v, float))):
-                if field not in d or not ok(d[field]):
-                    raise UserError(f"{path}:{lineno}: field {field!r} is {d.get(field, '<missing>')!r:.60}"
-                                    + (", expected 0 or 1" if field == "target" else ""))
-            d["id"] = str(d["id"])
-            out.append(Sample.from_json(d))
-    return out
 
 
 def _build_one(item: tuple[str, str, int]) -> tuple[builder.GraphArrays, str | None]:
@@ -118,7 +91,7 @@ def build_graphs(data_dir: str | os.PathLike, out_dir: str | os.PathLike, store=
         raise UserError(f"max_nodes: {max_nodes!r}, expected >= 1")
     if shard_size < 1:
         raise UserError(f"shard_size: {shard_size!r}, expected >= 1")
-    splits = {s: read_split_checked(data_dir, s) for s in SPLITS}
+    splits = {s: read_split(data_dir, s) for s in SPLITS}
     fp = fingerprint(splits)
     version = builder.BUILDER_VERSION
     out = Path(out_dir)
