@@ -12,16 +12,15 @@ The ``local`` profile has no ``kubernetes:`` section and adds no Kubernetes sett
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import yaml
 
 from pipelines.streamguard_pipeline import TRAINING_STAGES
+from streamguard.errors import UserError
+from streamguard.typed import build
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -29,7 +28,7 @@ SHM_VOLUME = "dshm"
 SHM_PATH = "/dev/shm"
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError):
     """A profile file that cannot be used; the message names the file and the field."""
 
 
@@ -109,45 +108,6 @@ class Profile:
         return TRAINING_STAGES + (("preflight",) if self.kubernetes.preflight_on_gpu else ())
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """A dataclass from a YAML mapping, checking every field's type; errors name ``where.field``."""
-    if not isinstance(data, Mapping):
-        raise ProfileError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ProfileError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(names))})")
-    return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()})
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, where)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ProfileError(f"{where}: expected a list, got {value!r}")
-        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
-                                                     for k, v in value.items()):
-            raise ProfileError(f"{where}: expected a mapping of strings to strings, got {value!r}")
-        return dict(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)  # cpu: 8 in YAML means "8"
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ProfileError(f"{where}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
 def profile_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
@@ -169,7 +129,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ProfileError(f"{path}: not valid YAML: {e}") from None
-    profile = _build(Profile, data, str(path))
+    profile = build(Profile, data, str(path), error=ProfileError)
     if profile.name != path.stem:
         raise ProfileError(f"{path}: name: {profile.name!r} must match the file name ({path.stem!r}); "
                            "it names the compiled YAML that `make submit PROFILE=...` uploads")

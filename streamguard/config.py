@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import yaml
 
 from streamguard.errors import UserError
+from streamguard.typed import build
 
 PROFILE_DIR = Path(__file__).parent / "configs"
 
@@ -124,65 +123,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, tp: Any, where: str, raw: bool = False) -> Any:
-    """Check ``value`` against the field type ``tp``; ``raw`` values are CLI strings parsed for that type."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if type(None) in args and (value is None or (raw and value in ("null", "none", "None", "~"))):
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where, raw)
-            except UserError:
-                continue
-        raise UserError(f"{where}: expected {tp}, got {value!r}")
-    if raw and tp is not str:
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UserError(f"{where}: cannot parse {value!r}") from None
-    if origin is list:
-        if not isinstance(value, list):
-            raise UserError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise UserError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise UserError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise UserError(f"{where}: expected a string, got {value!r}")
-    raise UserError(f"{where}: unsupported type {tp}")
-
-
-def _apply(obj: Any, updates: dict[str, Any], where: str, raw: bool = False) -> None:
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in updates.items():
-        loc = f"{where}.{key}" if where else key
-        if key not in names:
-            raise UserError(f"{loc}: unknown config field (known: {', '.join(sorted(names))})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise UserError(f"{loc}: expected a mapping, got {value!r}")
-            _apply(current, value, loc, raw)
-        else:
-            setattr(obj, key, _coerce(value, hints[key], loc, raw))
-
-
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["gnn.epochs=3", "train.amp=off"]`` -> nested dict of the raw value strings."""
     out: dict[str, Any] = {}
@@ -217,19 +157,16 @@ def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, 
         raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at top level")
-    cfg = Config()
-    _apply(cfg, raw, "")
+    cfg = build(Config, raw, "")
     env = {f"{sec}.{field}": os.environ[var] for var, (sec, field) in ENV_FIELDS.items() if os.environ.get(var)}
     if env:
-        _apply(cfg, parse_set([f"{k}={v}" for k, v in env.items()]), "", raw=True)
+        cfg = build(Config, parse_set([f"{k}={v}" for k, v in env.items()]), "", base=cfg, raw=True)
     if overrides:
-        _apply(cfg, overrides, "")
+        cfg = build(Config, overrides, "", base=cfg)
     if sets:
-        _apply(cfg, parse_set(sets), "", raw=True)
+        cfg = build(Config, parse_set(sets), "", base=cfg, raw=True)
     return cfg
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
-    cfg = Config()
-    _apply(cfg, d, "")
-    return cfg
+    return build(Config, d, "")

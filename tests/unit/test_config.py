@@ -7,13 +7,14 @@ from streamguard.errors import UserError
 def test_profiles_load_and_override():
     cfg = load_config("demo", overrides={"gnn": {"epochs": 7}}, sets=["transformer.lr=null", "train.amp=off"])
     assert cfg.gnn.epochs == 7 and cfg.transformer.lr is None and cfg.train.amp == "off"
+    assert cfg.gnn.hidden == 96 and cfg.gnn.lr == 0.001  # an override keeps the profile's other fields
     assert cfg.transformer.pretrained == "scratch"
     assert load_config("production").transformer.pretrained == "microsoft/codebert-base"
 
 
 @pytest.mark.parametrize("item, msg", [
     ("gnn.epochs=abc", "gnn.epochs: expected an integer, got 'abc'"),
-    ("gnn.nope=1", "gnn.nope: unknown config field"),
+    ("gnn.nope=1", "gnn.nope: unknown field"),
     ("train.deterministic=3", "train.deterministic: expected true/false"),
 ])
 def test_bad_values_name_field_and_value(item, msg):

@@ -55,12 +55,12 @@ def test_the_three_profiles_load():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace("accelerator_count: 1", "accelerator_count: two"), "kubernetes.gpu.accelerator_count: expected int"),
-    (lambda t: t.replace("shm_size: 16Gi", "shm_size: 16Gi\n    shm: 1"), "kubernetes.gpu: unknown field(s) shm"),
+    (lambda t: t.replace("accelerator_count: 1", "accelerator_count: two"), "kubernetes.gpu.accelerator_count: expected an integer"),
+    (lambda t: t.replace("shm_size: 16Gi", "shm_size: 16Gi\n    shm: 1"), "kubernetes.gpu.shm: unknown field"),
     (lambda t: t.replace("node_selector: {cloud.google.com/gke-accelerator: nvidia-tesla-a100}", "node_selector: {}"),
      "kubernetes.gpu.node_selector: empty"),
     (lambda t: t.replace("accelerator_count: 1", "accelerator_count: 0"), "accelerator_count: must be >= 1"),
-    (lambda t: t.replace("preflight_on_gpu: true", "preflight_on_gpu: yes please"), "preflight_on_gpu: expected bool"),
+    (lambda t: t.replace("preflight_on_gpu: true", "preflight_on_gpu: yes please"), "preflight_on_gpu: expected true/false"),
     (lambda t: t + "  cpu: [1, 2]\n", "kubernetes.cpu: expected a mapping"),
 ])
 def test_a_bad_profile_names_file_and_field(tmp_path, edit, message):
