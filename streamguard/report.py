@@ -33,19 +33,33 @@ def render_markdown(summary: dict[str, Any]) -> str:
 
 
 def _svg_curve(series: list[tuple[str, list[float], list[float]]], xlabel: str, ylabel: str) -> str:
-    w, h, pad = 320, 240, 36
+    """A unit-square line plot (ticks at 0, 0.5, 1; legend under the axes) as inline SVG.
+
+    Hand-written (~30 lines) rather than matplotlib to keep the images' lock files small;
+    the data are always in [0, 1].
+    """
+    w, pad, plot = 330, 40, 270
+    h = plot + 50 + 14 * len(series)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    x0, y0 = pad, 8
+
+    def px(x: float, y: float) -> str:
+        return f"{x0 + x * plot:.1f},{y0 + (1 - y) * plot:.1f}"
+
     out = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">',
-           f'<rect x="{pad}" y="8" width="{w - pad - 8}" height="{h - pad - 8}" fill="none" stroke="#999"/>',
-           f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle">{xlabel}</text>',
-           f'<text x="10" y="{h / 2}" transform="rotate(-90 10 {h / 2})" text-anchor="middle">{ylabel}</text>']
+           f'<rect x="{x0}" y="{y0}" width="{plot}" height="{plot}" fill="none" stroke="#999"/>']
+    for t in (0.0, 0.5, 1.0):
+        out.append(f'<text x="{x0 + t * plot:.1f}" y="{y0 + plot + 12}" text-anchor="middle">{t:g}</text>')
+        out.append(f'<text x="{x0 - 4}" y="{y0 + (1 - t) * plot + 3:.1f}" text-anchor="end">{t:g}</text>')
+    out.append(f'<text x="{x0 + plot / 2}" y="{y0 + plot + 26}" text-anchor="middle">{html.escape(xlabel)}</text>')
+    out.append(f'<text x="10" y="{y0 + plot / 2}" transform="rotate(-90 10 {y0 + plot / 2})" '
+               f'text-anchor="middle">{html.escape(ylabel)}</text>')
     for i, (name, xs, ys) in enumerate(series):
-        if not xs:
-            continue
-        pts = " ".join(f"{pad + x * (w - pad - 8):.1f},{8 + (1 - y) * (h - pad - 8):.1f}" for x, y in zip(xs, ys))
         c = colors[i % len(colors)]
-        out.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{pts}"/>')
-        out.append(f'<text x="{pad + 6}" y="{20 + 12 * i}" fill="{c}">{html.escape(name)}</text>')
+        if xs:
+            pts = " ".join(px(x, y) for x, y in zip(xs, ys))
+            out.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{pts}"/>')
+        out.append(f'<text x="{x0}" y="{y0 + plot + 42 + 14 * i}" fill="{c}">&#9632; {html.escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
 
