@@ -64,8 +64,10 @@ def cmd_preflight(args) -> None:
     from streamguard.preflight import preflight
 
     out = args.output
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
     report = preflight(args.data, args.graphs, _config(args), os.path.join(out, "preflight_report.json"),
-                       os.path.join(out, "preflight_report.md"), store=_store(args), require_gpu=args.require_gpu)
+                       os.path.join(out, "preflight_report.md"), store=_store(args), require_gpu=args.require_gpu,
+                       checks=checks)
     print("pre-flight passed" if report["passed"] else "pre-flight failed")
 
 
@@ -143,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphs", default=None, help="graphs directory (checks every sample has a graph)")
     p.add_argument("--output", required=True, help="report directory")
     p.add_argument("--require-gpu", action="store_true", help="fail when CUDA is not available")
+    p.add_argument("--checks", default="", metavar="A,B,...",
+                   help="run only these checks, comma-separated (default: all, or $STREAMGUARD_PREFLIGHT_CHECKS)")
     _common(p, store=True)
     p.set_defaults(fn=cmd_preflight)
 

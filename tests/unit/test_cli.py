@@ -48,3 +48,15 @@ def test_bad_config_value_exits_2(tmp_path):
                         str(tmp_path / "r"), "--set", "gnn.epochs=many"], capture_output=True, text=True)
     assert r.returncode == 2 and "gnn.epochs: expected an integer, got 'many'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_preflight_checks_option_selects_checks(tiny_data, tmp_path):
+    data, graphs, _ = tiny_data
+    out = tmp_path / "report"
+    assert main(["preflight", "--data", str(data), "--graphs", str(graphs), "--output", str(out), "--profile", "test",
+                 "--store", str(tmp_path / "store"), "--checks", "data,object_store"]) == 0
+    import json
+
+    names = [c["name"] for c in json.loads((out / "preflight_report.json").read_text())["checks"]]
+    assert names == ["data", "object_store"]
+    assert main(["preflight", "--data", str(data), "--output", str(out), "--checks", "nope"]) == 2
