@@ -115,6 +115,7 @@ then stores a one-node fallback graph marked ``failed=True`` and reports why.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import zlib
@@ -626,13 +627,22 @@ class _Builder:
             exits.append((idx, CFG_FALSE))
         return exits
 
-    def _while(self, node, k, parent, preds):
-        idx, ev = self._cfg_node(node, k, parent, preds)
+    @contextlib.contextmanager
+    def _loop(self, continue_target: int):
+        """Inside a loop body: ``break`` exits collect in the yielded list, ``continue`` jumps to the target."""
         breaks: list = []
         self.breaks.append(breaks)
-        self.conts.append(idx)
-        cond = False
+        self.conts.append(continue_target)
         try:
+            yield breaks
+        finally:
+            self.breaks.pop()
+            self.conts.pop()
+
+    def _while(self, node, k, parent, preds):
+        idx, ev = self._cfg_node(node, k, parent, preds)
+        cond = False
+        with self._loop(idx) as breaks:
             for ch in node.children:
                 kk = ch.kind_id
                 if kk in _SKIP:
@@ -644,18 +654,12 @@ class _Builder:
                     self.connect(self.stmt(ch, idx, [(idx, CFG_TRUE)]), idx)
                 else:
                     self.expr(ch, idx, ev, USE)
-        finally:
-            self.breaks.pop()
-            self.conts.pop()
         return [(idx, CFG_FALSE)] + breaks
 
     def _do(self, node, k, parent, preds):
         idx, ev = self._cfg_node(node, k, parent, [])
-        breaks: list = []
-        self.breaks.append(breaks)
-        self.conts.append(idx)
         body = False
-        try:
+        with self._loop(idx) as breaks:
             for ch in node.children:
                 kk = ch.kind_id
                 if kk in _SKIP:
@@ -665,9 +669,6 @@ class _Builder:
                     body = True
                 else:
                     self.expr(ch, idx, ev, USE)
-        finally:
-            self.breaks.pop()
-            self.conts.pop()
         if not body:
             self.connect(preds, idx)
         return [(idx, CFG_FALSE)] + breaks
@@ -697,14 +698,9 @@ class _Builder:
                 body_seen = True
                 self.connect(preds, idx)
                 preds = []
-                breaks: list = []
-                self.breaks.append(breaks)
-                self.conts.append(upd if upd >= 0 else idx)
-                try:
-                    self.connect(self.stmt(ch, idx, [(idx, CFG_TRUE)]), upd if upd >= 0 else idx)
-                finally:
-                    self.breaks.pop()
-                    self.conts.pop()
+                cont = upd if upd >= 0 else idx
+                with self._loop(cont) as breaks:
+                    self.connect(self.stmt(ch, idx, [(idx, CFG_TRUE)]), cont)
             else:
                 self.expr(ch, idx, ev, USE)
         if not body_seen:  # truncated `for (...)`
