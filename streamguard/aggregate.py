@@ -30,8 +30,8 @@ HEADLINE = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "brier
 PAIR_KEYS = ("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed")
 
 
-def read_predictions(path: Path, with_pairs: bool = False):
-    """``(ids, labels, probs)`` from a predictions.jsonl (plus pair ids when ``with_pairs``)."""
+def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list]:
+    """``(ids, labels, probs, pair_ids)`` from a predictions.jsonl (pair id None where absent)."""
     ids, y, p, pairs = [], [], [], []
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -44,9 +44,7 @@ def read_predictions(path: Path, with_pairs: bool = False):
                     pairs.append(row.get("pair_id"))
                 except (ValueError, KeyError) as e:
                     raise UserError(f"{path}: line {n}: bad prediction row ({e})") from None
-    if with_pairs:
-        return ids, np.asarray(y), np.asarray(p), pairs
-    return ids, np.asarray(y), np.asarray(p)
+    return ids, np.asarray(y), np.asarray(p), pairs
 
 
 def pairs_from_predictions(labels: np.ndarray, preds: np.ndarray, pair_ids: list) -> list[tuple[int, int]]:
@@ -65,7 +63,7 @@ def load_result(result_dir: str | Path) -> dict[str, Any]:
             raise UserError(f"{d / name}: missing; not a training result directory")
     card = read_json(d / "model_card.json")
     meta = read_json(d / "training_metadata.json")
-    ids, y, p, pair_ids = read_predictions(d / "predictions.jsonl", with_pairs=True)
+    ids, y, p, pair_ids = read_predictions(d / "predictions.jsonl")
     metrics = compute_metrics(y, p, card["threshold"])
     pairs = pairs_from_predictions(y, (p >= card["threshold"]).astype(int), pair_ids)
     if pairs:

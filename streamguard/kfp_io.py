@@ -65,7 +65,7 @@ def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides:
     card = run_stage(go)
     log_scalars(metrics, card["test_metrics"], prefix="test_")
     log_scalars(metrics, {"threshold": card["threshold"], "seed": seed})
-    _, y, p = read_predictions(Path(result.path) / "predictions.jsonl")
+    _, y, p, _ = read_predictions(Path(result.path) / "predictions.jsonl")
     log_classification(cls_metrics, y, p, card["threshold"])
     annotate(model, card)
     annotate(result, card)
