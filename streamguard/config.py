@@ -98,12 +98,12 @@ class TrainConfig:
     lr_cache_ttl_hours: float = 168.0
     collapse_action: str = "stop"
     """stop | reduce_lr."""
-    collapse_lr_factor: float = 0.1
-    """reduce_lr: multiply the LR by this on each collapse event."""
-    collapse_loss_factor: float = 4.0
-    """A loss above this multiple of the running mean (and 1.0 above it) is a spike."""
-    collapse_grad_factor: float = 50.0
-    """A gradient norm above this multiple of the running median explodes."""
+    collapse_lr_factor: float | None = None
+    """reduce_lr: multiply the LR by this on each collapse event (None: collapse.handle_collapse's default, 0.1)."""
+    collapse_loss_factor: float | None = None
+    """A loss above this multiple of the running mean is a spike (None: CollapseConfig.loss_factor, 4)."""
+    collapse_grad_factor: float | None = None
+    """A gradient norm above this multiple of the running median explodes (None: CollapseConfig.grad_factor, 50)."""
     single_class_is_collapse: bool = True
     """A trained model that predicts one class and ranks at chance (valid ROC-AUC <= 0.55) stops with exit 3.
     Off only for smoke-sized runs (the test profile), where tiny models are not expected to learn."""

@@ -97,6 +97,11 @@ class TrainResult:
     """``reduce_lr`` actions taken (reason, step, epoch, lr before/after)."""
 
 
+def _set(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that are set (not None): the rest keep the collapse module's own defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -231,7 +236,7 @@ def fit(job: TrainJob) -> TrainResult:
     n_batches = math.ceil(len(job.train) / cfg.batch_size)
     scheduler = _linear_schedule(optimizer, max(1, cfg.epochs * n_batches))
     scaler = amp_mod.make_scaler(amp_ctx)
-    monitor = CollapseMonitor(loss_factor=tc.collapse_loss_factor, grad_factor=tc.collapse_grad_factor)
+    monitor = CollapseMonitor(**_set({"loss_factor": tc.collapse_loss_factor, "grad_factor": tc.collapse_grad_factor}))
 
     state: dict[str, Any] = {"epoch": 0, "pos": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1,
                              "best_state": None, "best_threshold": 0.5, "bad_epochs": 0, "history": [],
@@ -261,7 +266,7 @@ def fit(job: TrainJob) -> TrainResult:
         if action == "stop" and writer is not None:
             writer.close()  # leave the last good checkpoint complete before stopping
         event = handle_collapse(reason, action, optimizer, report_path=job.out_dir / "collapse_report.json",
-                                lr_factor=tc.collapse_lr_factor,
+                                **_set({"lr_factor": tc.collapse_lr_factor}),
                                 scheduler=scheduler, step=state["step"], epoch=epoch,
                                 history=state["history"][-5:] + monitor.recent(), family=job.family, seed=job.seed)
         state["collapse_events"].append(event)
