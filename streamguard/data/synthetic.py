@@ -21,8 +21,8 @@ import hashlib
 import json
 import os
 import random
-from pathlib import Path
 
+from streamguard.atomic import atomic_write
 from streamguard.data.c_templates import FAMILIES, function
 from streamguard.data.samples import Sample
 
@@ -61,14 +61,10 @@ def generate(n: int = 2000, seed: int = 0) -> list[Sample]:
 
 def write_demo_dataset(path: str | os.PathLike, n: int = 2000, seed: int = 0) -> int:
     """Write ``generate(n, seed)`` as CodeXGLUE-style JSONL; returns the number of rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     samples = generate(n, seed)
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_write(path, "w") as f:
         for s in samples:
             row = {"project": s.project, "commit_id": s.commit_id, "target": s.target, "func": s.func,
                    "idx": int(s.id)}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
     return len(samples)
