@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -45,6 +46,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def _default(o: Any) -> Any:
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):  # e.g. a config section inside vars(TrainConfig)
+        return dataclasses.asdict(o)
     try:
         import numpy as np
 
