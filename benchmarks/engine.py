@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from streamguard.config import GNNConfig, OptimConfig, TrainConfig
+from streamguard.config import CollapseConfig, GNNConfig, OptimConfig, TrainConfig
 from streamguard.data.synthetic import generate
 from streamguard.graphs import build_graph
 from streamguard.models.gnn import GNNClassifier, gnn_collate
@@ -149,7 +149,7 @@ def main() -> None:
     gcfg = GNNConfig(hidden=96, layers=3, batch_size=args.batch_size, epochs=args.epochs, lr=1e-3,
                      patience=args.epochs + 1)
     tcfg = TrainConfig(checkpoint_every_steps=args.checkpoint_every, num_threads=args.threads, deterministic=True,
-                       collapse_action="stop", single_class_is_collapse=False)
+                       collapse=CollapseConfig(action="stop", single_class_is_collapse=False))
     torch.manual_seed(args.seed)
     init = copy.deepcopy(GNNClassifier(gcfg).state_dict())
     weights = class_weights_from_labels(_labels(train))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import yaml
 
@@ -43,9 +43,12 @@ class Retry:
 
 @dataclass(frozen=True)
 class Toleration:
+    """A Kubernetes toleration (``kfp.kubernetes.add_toleration``)."""
     key: str = GPU_RESOURCE
-    operator: str = "Exists"
-    effect: str = "NoSchedule"
+    operator: Literal["Exists", "Equal"] = "Exists"
+    """Exists (any value of ``key``) | Equal (``value`` must match)."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+    """The taint effect tolerated: NoSchedule | PreferNoSchedule | NoExecute."""
     value: str | None = None
 
 

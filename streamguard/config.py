@@ -4,6 +4,9 @@ Profiles live in ``streamguard/configs/<name>.yaml`` (``demo``, ``test``,
 ``production``) or at any YAML path. Overrides are ``section.field=value``
 strings (CLI ``--set``) or a nested dict (pipeline parameter ``overrides``);
 values are parsed as YAML scalars and type-checked against the dataclasses.
+A field with a fixed set of values is a ``Literal``: any other value stops the
+load with one line naming the source, the field path, the value and the
+allowed values (exit 2 from the CLI), not hours later where the value is used.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -20,6 +23,13 @@ from streamguard.errors import UserError
 from streamguard.typed import build
 
 PROFILE_DIR = Path(__file__).parent / "configs"
+
+SplitStrategy = Literal["auto", "published", "random", "project", "time"]
+"""``data.split_strategy`` (``streamguard.data.splits``)."""
+AmpMode = Literal["auto", "off", "bf16", "fp16"]
+"""``train.amp`` (``streamguard.train.amp.make_amp``)."""
+CollapseAction = Literal["stop", "reduce_lr"]
+"""``train.collapse.action`` (``streamguard.train.collapse.handle_collapse``)."""
 
 
 @dataclass
@@ -32,12 +42,11 @@ class DataConfig:
     """Seed of the split (fixed across training seeds, so all seeds see one split)."""
     max_func_bytes: int = 1_000_000
     """Functions longer than this are quarantined."""
-    split_strategy: str = "auto"
-    """auto (published when the input carries a split, else random) | published | random | project | time."""
+    split_strategy: SplitStrategy = "auto"
+    """auto (published when the input carries a split, else random) | published | random (seeded, stratified by
+    label) | project (no project in two splits) | time (oldest functions train, newest test; needs ``date``)."""
     dedup: bool = True
     """Remove conflicting-label copies, exact and whitespace/comment-normalised duplicates before splitting."""
-    max_tokens: int = 512
-    """Length report: share of functions longer than this (set to the transformer's max_length)."""
 
 
 @dataclass
@@ -86,27 +95,58 @@ class FusionConfig(OptimConfig):
 
 
 @dataclass
+class CollapseConfig:
+    """Training-collapse detection (``streamguard.train.collapse``) and what the engine does about it."""
+
+    action: CollapseAction = "stop"
+    """stop (write collapse_report.json, exit 3) | reduce_lr (multiply the LR by ``lr_factor`` and go on)."""
+    lr_factor: float = 0.1
+    """reduce_lr: multiply the LR by this on each collapse event ..."""
+    min_lr: float = 1e-8
+    """... and stop instead once the LR would fall below this."""
+    window: int = 50
+    """Steps in the running loss mean / gradient-norm median."""
+    loss_factor: float = 4.0
+    """A loss above this multiple of the running mean is a spike ..."""
+    loss_min_delta: float = 1.0
+    """... when it is also this much above the running mean (small losses are noisy in ratio)."""
+    loss_min_steps: int = 1
+    """Losses seen before spikes are checked (1: the first loss is the reference, so a run that
+    diverges from step 2 on is caught before it can pollute the mean)."""
+    grad_factor: float = 50.0
+    """A gradient norm above this multiple of the running median explodes."""
+    grad_min_steps: int = 5
+    """Finite gradient norms seen before explosions are checked."""
+    patience: int = 2
+    """Consecutive spiking steps (loss or gradient) before flagging."""
+    nonfinite_grad_patience: int = 10
+    """Consecutive non-finite gradient norms before flagging (fp16 loss scaling skips a few)."""
+    cooldown_steps: int = 20
+    """After a flag, ratio checks rest this many steps (NaN/Inf checks do not)."""
+    min_output_std: float = 1e-5
+    """Evaluation: outputs whose std (logit margin or probability) is below this have collapsed."""
+    min_eval_samples: int = 2
+    """Evaluation checks need at least this many samples."""
+    single_class_is_collapse: bool = True
+    """A trained model that predicts one class and ranks at chance (valid ROC-AUC <= 0.55) stops with exit 3.
+    Off only for smoke-sized runs (the test profile), where tiny models are not expected to learn."""
+    recent_size: int = 20
+    """Step records kept for the collapse report."""
+
+
+@dataclass
 class TrainConfig:
     """Engine settings shared by all models."""
 
-    amp: str = "auto"
-    """auto (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) | off."""
+    amp: AmpMode = "auto"
+    """auto (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) | off | bf16 | fp16 (force that
+    precision on CUDA; on CPU training stays fp32)."""
     deterministic: bool = True
     checkpoint_every_steps: int = 50
     lr_finder: bool = True
     lr_finder_steps: int = 100
     lr_cache_ttl_hours: float = 168.0
-    collapse_action: str = "stop"
-    """stop | reduce_lr."""
-    collapse_lr_factor: float | None = None
-    """reduce_lr: multiply the LR by this on each collapse event (None: collapse.handle_collapse's default, 0.1)."""
-    collapse_loss_factor: float | None = None
-    """A loss above this multiple of the running mean is a spike (None: CollapseConfig.loss_factor, 4)."""
-    collapse_grad_factor: float | None = None
-    """A gradient norm above this multiple of the running median explodes (None: CollapseConfig.grad_factor, 50)."""
-    single_class_is_collapse: bool = True
-    """A trained model that predicts one class and ranks at chance (valid ROC-AUC <= 0.55) stops with exit 3.
-    Off only for smoke-sized runs (the test profile), where tiny models are not expected to learn."""
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
     num_threads: int = 0
     """torch intra-op threads; 0 = library default."""
 
@@ -157,15 +197,24 @@ def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, 
         raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at top level")
-    cfg = build(Config, raw, "")
+    cfg = _build(raw, str(path))
     env = {f"{sec}.{field}": os.environ[var] for var, (sec, field) in ENV_FIELDS.items() if os.environ.get(var)}
     if env:
-        cfg = build(Config, parse_set([f"{k}={v}" for k, v in env.items()]), "", base=cfg, raw=True)
+        names = ", ".join(var for var in ENV_FIELDS if os.environ.get(var))
+        cfg = _build(parse_set([f"{k}={v}" for k, v in env.items()]), f"environment {names}", base=cfg, raw=True)
     if overrides:
-        cfg = build(Config, overrides, "", base=cfg)
+        cfg = _build(overrides, "overrides", base=cfg)
     if sets:
-        cfg = build(Config, parse_set(sets), "", base=cfg, raw=True)
+        cfg = _build(parse_set(sets), "--set", base=cfg, raw=True)
     return cfg
+
+
+def _build(data: Any, source: str, *, base: Config | None = None, raw: bool = False) -> Config:
+    """``build`` with the source (profile file, environment, overrides, --set) at the front of an error."""
+    try:
+        return build(Config, data, "", base=base, raw=raw)
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

@@ -1,40 +1,17 @@
-"""Atomic JSON files on the local file system (temp file + fsync + rename)."""
+"""Strict JSON files on the local file system, written atomically (``streamguard.atomic``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from streamguard.atomic import write_bytes_atomic
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+__all__ = ["dumps", "read_json", "write_bytes_atomic", "write_json_atomic"]
 
 
 def dumps(obj: Any) -> bytes:
@@ -69,6 +46,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def _default(o: Any) -> Any:
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):  # e.g. a config section inside vars(TrainConfig)
+        return dataclasses.asdict(o)
     try:
         import numpy as np
 

@@ -3,10 +3,11 @@ StreamGuard's config profiles (``streamguard.config``) and the compile profiles
 (``pipelines.platform``).
 
 ``build(cls, data, where, base=...)`` returns a new ``cls`` instance: fields in
-``data`` are checked against the type hints (bool, int, float, str, Optional/Union,
-list, tuple, dict of str, nested dataclasses), fields not in ``data`` keep
-``base``'s value or the default. Errors name the field path and the value, as
-``where.field: expected an integer, got 'abc'``, with the caller's exception class.
+``data`` are checked against the type hints (bool, int, float, str, ``Literal[...]``,
+Optional/Union, list, tuple, dict of str, nested dataclasses), fields not in ``data``
+keep ``base``'s value or the default. Errors name the field path and the value, as
+``where.field: expected an integer, got 'abc'`` or ``where.field: unknown value 'fp8'
+(allowed: auto, off, bf16, fp16)``, with the caller's exception class.
 ``raw=True`` marks values as CLI strings, parsed as YAML once the target type is known.
 """
 
@@ -55,6 +56,8 @@ def convert(tp: Any, value: Any, where: str, *, current: Any = None, raw: bool =
         raise error(f"{where}: expected {tp}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where, base=current, raw=raw, error=error)
+    if origin is typing.Literal:
+        return _literal(args, value, where, raw=raw, error=error)
     if raw and tp is not str:
         try:
             value = yaml.safe_load(value)
@@ -88,6 +91,22 @@ def convert(tp: Any, value: Any, where: str, *, current: Any = None, raw: bool =
             return str(value)  # `cpu: 8` in YAML means "8"
         raise error(f"{where}: expected a string, got {value!r}")
     raise error(f"{where}: unsupported type {tp}")
+
+
+def _literal(allowed: tuple, value: Any, where: str, *, raw: bool, error: type[Exception]) -> Any:
+    """One of ``allowed``; a CLI string is parsed as YAML only for non-string choices (``off`` stays ``off``)."""
+    if raw and not all(isinstance(a, str) for a in allowed):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise error(f"{where}: cannot parse {value!r}") from None
+    for a in allowed:
+        if type(value) is type(a) and value == a:
+            return a
+    hint = ""
+    if isinstance(value, bool) and any(isinstance(a, str) for a in allowed):
+        hint = " (YAML reads unquoted on/off/yes/no as true/false: quote the value)"
+    raise error(f"{where}: unknown value {value!r} (allowed: {', '.join(map(str, allowed))}){hint}")
 
 
 def _join(where: str, key: str) -> str:

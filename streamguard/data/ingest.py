@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from streamguard.config import DataConfig
+from streamguard.config import DataConfig, TransformerConfig
 from streamguard.data import hygiene
 from streamguard.data.loaders import Row, fetch, load, to_sample
 from streamguard.data.samples import SPLITS, Sample, fingerprint, write_samples
@@ -44,8 +44,12 @@ def _quarantine_record(row: Row, reason: str, detail: str) -> dict:
     return {"source": row.source, "line": row.line, "reason": reason, "detail": detail, "excerpt": row.raw}
 
 
-def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *, max_tokens: int | None = None) -> dict:
-    """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI) into ``out_dir``; returns the report."""
+def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
+           max_tokens: int = TransformerConfig.max_length) -> dict:
+    """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI) into ``out_dir``; returns the report.
+
+    ``max_tokens``: the length report counts functions longer than this (the CLI and the component pass
+    ``transformer.max_length``, the length the transformer truncates at)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +145,7 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         "label_balance": balance,
         "pairs": pairs,
         "leakage": leaks,
-        "lengths": hygiene.length_stats(all_kept, max_tokens or cfg.max_tokens),
+        "lengths": hygiene.length_stats(all_kept, max_tokens),
         "fingerprint": fingerprint(splits),
     }
     report["seconds"] = round(time.perf_counter() - t0, 3)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from streamguard.atomic import atomic_write
 from streamguard.errors import UserError
 
 SPLITS = ("train", "valid", "test")
@@ -43,15 +44,11 @@ class Sample:
 
 
 def write_samples(path: str | os.PathLike, samples: Iterable[Sample]) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w") as f:
         for s in samples:
             f.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from typing import Sequence
+from typing import Sequence, get_args
 
+from streamguard.config import SplitStrategy
 from streamguard.data.samples import SPLITS, Sample
 from streamguard.errors import UserError
 
-STRATEGIES = ("auto", "published", "random", "project", "time")
+STRATEGIES: tuple[str, ...] = get_args(SplitStrategy)
 
 
 def units_of(samples: Sequence[Sample]) -> list[list[int]]:

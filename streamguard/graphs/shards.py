@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data
 
+from streamguard.atomic import atomic_path
 from streamguard.errors import UserError
 from streamguard.graphs.builder import NUM_FEATURES, GraphArrays
 from streamguard.jsonio import read_json
@@ -67,10 +68,8 @@ def pack_shard(items: list[tuple[str, int, GraphArrays, bool]]) -> dict:
 
 
 def write_shard(path: str | os.PathLike, items: list[tuple[str, int, GraphArrays, bool]]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(pack_shard(items), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # torch.save names the archive after the path: `.<name>` (see streamguard.atomic)
+        torch.save(pack_shard(items), tmp)
 
 
 def read_shard(path: str | os.PathLike, mmap: bool = True) -> dict:

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from streamguard.jsonio import write_bytes_atomic
+from streamguard.atomic import atomic_path, write_bytes_atomic
 from streamguard.storage import ObjectNotFound
 
 
@@ -54,11 +54,8 @@ class LocalStore:
         return sorted(out)
 
     def put_file(self, key: str, path: str | os.PathLike) -> None:
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.part")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(self._path(key)) as tmp:
+            shutil.copyfile(path, tmp)
 
     def get_file(self, key: str, path: str | os.PathLike) -> None:
         src = self._path(key)

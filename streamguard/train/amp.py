@@ -22,15 +22,16 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, get_args
 
 import torch
 
+from streamguard.config import AmpMode
 from streamguard.errors import UserError
 
 log = logging.getLogger(__name__)
 
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_MODES: tuple[str, ...] = get_args(AmpMode)
 
 
 @dataclass(frozen=True)

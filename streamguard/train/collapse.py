@@ -20,7 +20,12 @@ the LR reaches ``min_lr``). A normal noisy run does not trip these defaults
 
 ``CollapseMonitor.on_eval(outputs, preds)`` flags non-finite outputs, a vanishing
 spread of the outputs (logit margin or probability std below
-``min_output_std``) and a single predicted class for every sample.
+``min_output_std``) and, when ``preds`` are given, a single predicted class for
+every sample (whether that stops training is the engine's call:
+``single_class_is_collapse``).
+
+The thresholds and the action are one config section, ``train.collapse``
+(:class:`streamguard.config.CollapseConfig`, where their defaults and docs live).
 
 ``handle_collapse(reason, action, optimizer, ...)``: ``stop`` writes
 ``collapse_report.json`` (atomically; to a path and/or an object store) and
@@ -37,50 +42,22 @@ import os
 import statistics
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from streamguard.config import CollapseAction, CollapseConfig
 from streamguard.errors import CollapseError, UserError
 from streamguard.jsonio import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "collapse_report.json"
-ACTIONS = ("stop", "reduce_lr")
+ACTIONS: tuple[str, ...] = get_args(CollapseAction)
 
-
-@dataclass
-class CollapseConfig:
-    window: int = 50
-    """Steps in the running loss mean / gradient-norm median."""
-    loss_factor: float = 4.0
-    """A loss above this multiple of the running mean is a spike ..."""
-    loss_min_delta: float = 1.0
-    """... when it is also this much above the running mean (small losses are noisy in ratio)."""
-    loss_min_steps: int = 1
-    """Losses seen before spikes are checked (1: the first loss is the reference, so a run that
-    diverges from step 2 on is caught before it can pollute the mean)."""
-    grad_factor: float = 50.0
-    """A gradient norm above this multiple of the running median explodes."""
-    grad_min_steps: int = 5
-    """Finite gradient norms seen before explosions are checked."""
-    patience: int = 2
-    """Consecutive spiking steps (loss or gradient) before flagging."""
-    nonfinite_grad_patience: int = 10
-    """Consecutive non-finite gradient norms before flagging (fp16 loss scaling skips a few)."""
-    cooldown_steps: int = 20
-    """After a flag, ratio checks rest this many steps (NaN/Inf checks do not)."""
-    min_output_std: float = 1e-5
-    """Evaluation: outputs whose std (logit margin or probability) is below this have collapsed."""
-    min_eval_samples: int = 2
-    """Evaluation checks need at least this many samples."""
-    check_single_class: bool = True
-    """Evaluation: flag when every sample gets the same predicted class."""
-    recent_size: int = 20
-    """Step records kept for the collapse report."""
+__all__ = ["ACTIONS", "REPORT_NAME", "CollapseConfig", "CollapseMonitor", "handle_collapse", "write_collapse_report"]
 
 
 def _finite(x: float) -> bool:
@@ -173,7 +150,7 @@ class CollapseMonitor:
         if spread < c.min_output_std:
             return self._eval_flag(f"vanishing output variance: {what} std {spread:.3g} < {c.min_output_std:g} "
                                    f"over {n} samples (the model ignores its input)")
-        if preds is not None and c.check_single_class:
+        if preds is not None:
             p = np.asarray(preds).reshape(-1)
             classes = np.unique(p)
             if len(p) >= c.min_eval_samples and len(classes) == 1:
@@ -237,8 +214,8 @@ def write_collapse_report(path: str | os.PathLike | None = None, *, reason: str,
 
 def handle_collapse(reason: str, action: str, optimizer: Any, *, report_path: str | os.PathLike | None = None,
                     store: Any = None, store_key: str | None = None, step: int | None = None,
-                    epoch: int | None = None, history: list | None = None, lr_factor: float = 0.1,
-                    min_lr: float = 1e-8, scheduler: Any = None, **extra: Any) -> dict[str, Any]:
+                    epoch: int | None = None, history: list | None = None,
+                    lr_factor: float = CollapseConfig.lr_factor, min_lr: float = CollapseConfig.min_lr, scheduler: Any = None, **extra: Any) -> dict[str, Any]:
     """Act on a collapse: ``stop`` (report + raise CollapseError) or ``reduce_lr`` (returns the event).
 
     Pass the LR ``scheduler`` when there is one: schedulers such as ``LambdaLR``
@@ -246,7 +223,7 @@ def handle_collapse(reason: str, action: str, optimizer: Any, *, report_path: st
     optimizer's LR would be undone by the next ``scheduler.step()``.
     """
     if action not in ACTIONS:
-        raise UserError(f"train.collapse_action: unknown value {action!r} (expected one of {', '.join(ACTIONS)})")
+        raise UserError(f"train.collapse.action: unknown value {action!r} (expected one of {', '.join(ACTIONS)})")
     groups = list(getattr(optimizer, "param_groups", []) or [])
     before = [float(g["lr"]) for g in groups]
     if action == "reduce_lr":

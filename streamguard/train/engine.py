@@ -97,11 +97,6 @@ class TrainResult:
     """``reduce_lr`` actions taken (reason, step, epoch, lr before/after)."""
 
 
-def _set(options: dict[str, Any]) -> dict[str, Any]:
-    """The options that are set (not None): the rest keep the collapse module's own defaults."""
-    return {k: v for k, v in options.items() if v is not None}
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -236,7 +231,7 @@ def fit(job: TrainJob) -> TrainResult:
     n_batches = math.ceil(len(job.train) / cfg.batch_size)
     scheduler = _linear_schedule(optimizer, max(1, cfg.epochs * n_batches))
     scaler = amp_mod.make_scaler(amp_ctx)
-    monitor = CollapseMonitor(**_set({"loss_factor": tc.collapse_loss_factor, "grad_factor": tc.collapse_grad_factor}))
+    monitor = CollapseMonitor(tc.collapse)
 
     state: dict[str, Any] = {"epoch": 0, "pos": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1,
                              "best_state": None, "best_threshold": 0.5, "bad_epochs": 0, "history": [],
@@ -266,7 +261,7 @@ def fit(job: TrainJob) -> TrainResult:
         if action == "stop" and writer is not None:
             writer.close()  # leave the last good checkpoint complete before stopping
         event = handle_collapse(reason, action, optimizer, report_path=job.out_dir / "collapse_report.json",
-                                **_set({"lr_factor": tc.collapse_lr_factor}),
+                                lr_factor=tc.collapse.lr_factor, min_lr=tc.collapse.min_lr,
                                 scheduler=scheduler, step=state["step"], epoch=epoch,
                                 history=state["history"][-5:] + monitor.recent(), family=job.family, seed=job.seed)
         state["collapse_events"].append(event)
@@ -290,7 +285,7 @@ def fit(job: TrainJob) -> TrainResult:
             losses.append(lv)
             reason = monitor.on_step(state["step"], lv, float(grad_norm))
             if reason:
-                collapse(reason, epoch, tc.collapse_action)
+                collapse(reason, epoch, tc.collapse.action)
             # The last step of an epoch is covered by the epoch checkpoint written right after validation.
             if tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0 and pos + 1 < len(batches):
                 checkpoint()
@@ -325,7 +320,7 @@ def fit(job: TrainJob) -> TrainResult:
     yv = job.labels(job.valid)
     vm = compute_metrics(yv, vprobs, thr)
     reason = monitor.on_eval(vlogits, vlogits.argmax(axis=1) if len(vlogits) else None)
-    if reason and reason.startswith("single predicted class") and (not tc.single_class_is_collapse
+    if reason and reason.startswith("single predicted class") and (not tc.collapse.single_class_is_collapse
                                                                    or not vm["roc_auc"] <= 0.55):
         log.warning("%s seed %d: %s, but valid ROC-AUC is %.3f: not treated as collapse", job.family, job.seed,
                     reason, vm["roc_auc"])

@@ -62,6 +62,10 @@ def test_the_three_profiles_load():
     (lambda t: t.replace("accelerator_count: 1", "accelerator_count: 0"), "accelerator_count: must be >= 1"),
     (lambda t: t.replace("preflight_on_gpu: true", "preflight_on_gpu: yes please"), "preflight_on_gpu: expected true/false"),
     (lambda t: t + "  cpu: [1, 2]\n", "kubernetes.cpu: expected a mapping"),
+    (lambda t: t.replace("effect: NoSchedule", "effect: NoScheduel"),
+     "kubernetes.gpu.tolerations[0].effect: unknown value 'NoScheduel' (allowed: NoSchedule, PreferNoSchedule, NoExecute)"),
+    (lambda t: t.replace("operator: Exists", "operator: exists"),
+     "kubernetes.gpu.tolerations[0].operator: unknown value 'exists' (allowed: Exists, Equal)"),
 ])
 def test_a_bad_profile_names_file_and_field(tmp_path, edit, message):
     path = write_profile(tmp_path, edit(GKE))
@@ -84,6 +88,14 @@ def test_compile_cli_reports_a_bad_profile_in_one_line(capsys):
     assert compile_main(["--profile", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: compile profile 'nope'") and err.count("\n") == 1
+
+
+def test_compile_cli_rejects_a_mistyped_choice_in_one_line(tmp_path, capsys):
+    path = write_profile(tmp_path, GKE.replace("effect: NoSchedule", "effect: NoScheduel"))
+    assert compile_main(["--profile", str(path), "--output", str(tmp_path / "out.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tolerations[0].effect: unknown value 'NoScheduel'" in err
+    assert not (tmp_path / "out.yaml").exists()
 
 
 def test_registry_and_gpu_placement_are_profile_settings(tmp_path):

@@ -135,7 +135,9 @@ def test_single_class_predictions_and_constant_model():
     assert "vanishing" in monitor.on_eval(np.full(30, 0.73))  # probabilities
     assert "non-finite" in monitor.on_eval(np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 0.0]]))
     assert monitor.on_eval(np.zeros((1, 2))) is None  # too few samples to judge
-    assert CollapseMonitor(check_single_class=False).on_eval(logits, np.ones(40)) is None
+    one_sided = np.column_stack([logits[:, 0], logits[:, 1] + 10.0])  # spread fine, every argmax is class 1
+    assert monitor.on_eval(one_sided, one_sided.argmax(1)).startswith("single predicted class")
+    assert monitor.on_eval(one_sided) is None  # no predicted classes given: no single-class check
 
 
 def test_report_written_atomically_and_parses(tmp_path, store):
@@ -186,5 +188,5 @@ def test_handle_collapse_reduce_lr_survives_the_scheduler(tmp_path):
     with pytest.raises(CollapseError, match="cannot be reduced further"):
         handle_collapse("loss spike", "reduce_lr", opt, report_path=tmp_path, min_lr=1e-3, step=6, epoch=1)
     assert json.loads((tmp_path / "collapse_report.json").read_text())["requested_action"] == "reduce_lr"
-    with pytest.raises(UserError, match="collapse_action"):
+    with pytest.raises(UserError, match=r"train.collapse.action: unknown value 'ignore'"):
         handle_collapse("x", "ignore", opt, report_path=tmp_path)
