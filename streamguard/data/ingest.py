@@ -24,6 +24,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from streamguard.config import DataConfig
 from streamguard.data import hygiene
@@ -44,15 +45,17 @@ def _quarantine_record(row: Row, reason: str, detail: str) -> dict:
     return {"source": row.source, "line": row.line, "reason": reason, "detail": detail, "excerpt": row.raw}
 
 
-def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *, max_tokens: int | None = None) -> dict:
-    """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI) into ``out_dir``; returns the report."""
+def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *, max_tokens: int | None = None,
+           store_settings: Any = None) -> dict:
+    """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI) into ``out_dir``; returns the report.
+    ``store_settings``: the config's ``store`` section, for an s3:// input (None: defaults and environment)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("data_report.json", "data_card.md"):
         (out / stale).unlink(missing_ok=True)
 
-    with fetch(str(input_path)) as local:
+    with fetch(str(input_path), store_settings) as local:
         loaded = load(local, fmt, display=str(input_path))
 
     samples: list[Sample] = []

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from streamguard.data.samples import Sample
-from streamguard.errors import UserError
+from streamguard.errors import StreamGuardError, UserError
 
 FORMATS = ("codexglue", "devign", "bigvul", "diversevul", "primevul")
 ALIASES = {"jsonl": "codexglue", "devign-jsonl": "codexglue", "function.json": "devign", "big-vul": "bigvul",
@@ -79,10 +79,11 @@ class Loaded:
 
 
 @contextlib.contextmanager
-def fetch(uri: str) -> Iterator[Path]:
+def fetch(uri: str, store_settings: Any = None) -> Iterator[Path]:
     """A local path for ``uri`` (path, ``file://``, ``http(s)://`` or ``s3://bucket/key-or-prefix``).
 
-    Remote inputs are downloaded into a temporary directory removed afterwards.
+    Remote inputs are downloaded into a temporary directory removed afterwards. ``store_settings``: a
+    ``config.StoreConfig`` for an s3:// input (retry budget; None: ``open_store``'s default).
     """
     if uri.startswith(("http://", "https://")):
         with tempfile.TemporaryDirectory(prefix="sg-fetch-") as tmp:
@@ -102,7 +103,7 @@ def fetch(uri: str) -> Iterator[Path]:
 
         bucket, _, key = uri[len("s3://"):].partition("/")
         key = key.strip("/")
-        store = open_store(f"s3://{bucket}")
+        store = open_store(f"s3://{bucket}", store_settings)
         with tempfile.TemporaryDirectory(prefix="sg-fetch-") as tmp:
             try:
                 if key and store.exists(key):
@@ -115,9 +116,9 @@ def fetch(uri: str) -> Iterator[Path]:
                     dest = Path(tmp) / (Path(key).name or bucket)
                     for k in keys:
                         store.get_file(k, dest / k[len(key):].lstrip("/"))
-            except UserError:
+            except StreamGuardError:  # incl. the store's verdicts: unavailable past its budget, access denied
                 raise
-            except Exception as e:  # minio errors: bad credentials, no bucket, no endpoint
+            except Exception as e:  # anything else the client raised
                 raise UserError(f"{uri}: cannot read from the object store ({type(e).__name__}: {e})") from None
             yield dest
         return
