@@ -165,7 +165,7 @@ def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, 
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
         raise UserError(f"profile {profile!r}: no such file {path} (known profiles: {known})")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_bytes()) or {}  # bytes: PyYAML handles a BOM, UTF-16 and CRLF
     except yaml.YAMLError as e:
         raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):

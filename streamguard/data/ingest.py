@@ -122,6 +122,9 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         pos = sum(x.target for x in splits[s])
         balance[s] = {"safe": counts[s] - pos, "vulnerable": pos,
                       "vulnerable_share": round(pos / counts[s], 4) if counts[s] else None}
+    warnings = class_warnings(balance)
+    for w in warnings:
+        log.warning("ingest %s: %s", input_path, w)
     pairs = {s: len({x.pair_id for x in splits[s] if x.pair_id}) for s in SPLITS}
     all_kept = [x for s in SPLITS for x in splits[s]]
     report = {
@@ -142,6 +145,7 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         "split_fractions": list(cfg.split_fractions),
         "counts": counts,
         "label_balance": balance,
+        "warnings": warnings,
         "pairs": pairs,
         "leakage": leaks,
         "lengths": hygiene.length_stats(all_kept, max_tokens or cfg.max_tokens),
@@ -152,6 +156,25 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
     write_bytes_atomic(out / "data_card.md", data_card(report).encode("utf-8"))
     log.info("ingested %s: %s (quarantined %d)", input_path, counts, n_bad)
     return report
+
+
+def class_warnings(balance: dict[str, dict]) -> list[str]:
+    """A dataset with one class, or a split left without one: training cannot learn or be judged on it
+    (pre-flight's data check then fails with exit 4)."""
+    safe = sum(b["safe"] for b in balance.values())
+    vuln = sum(b["vulnerable"] for b in balance.values())
+    if not (safe and vuln):
+        return [f"the dataset has one class only ({safe + vuln} samples, all {'safe' if safe else 'vulnerable'}); "
+                f"a detector needs both (pre-flight will fail)"]
+    out = []
+    for s, b in balance.items():
+        n = b["safe"] + b["vulnerable"]
+        if n == 0:
+            out.append(f"split {s} is empty; pre-flight will fail")
+        elif not (b["safe"] and b["vulnerable"]):
+            missing, have = ("safe", "vulnerable") if not b["safe"] else ("vulnerable", "safe")
+            out.append(f"split {s} has no {missing} samples ({n} samples, all {have}); pre-flight will fail")
+    return out
 
 
 def data_card(r: dict) -> str:
@@ -187,6 +210,8 @@ def data_card(r: dict) -> str:
         b = r["label_balance"][s]
         share = "–" if b["vulnerable_share"] is None else f"{b['vulnerable_share']:.1%}"
         lines.append(f"| {s} | {n} | {b['safe']} | {b['vulnerable']} | {share} | {r['pairs'][s]} |")
+    if r.get("warnings"):
+        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in r["warnings"]]
     leak = ", ".join(f"{k}: {v}" for k, v in r["leakage"].items())
     lines += ["", f"Cross-split leakage (normalised functions shared by two splits): {leak}.", ""]
     L = r["lengths"]
