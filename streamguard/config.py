@@ -117,7 +117,9 @@ class StoreConfig:
 
     retry_budget_s: float = 180.0
     """Transient store errors (refused, reset, timeouts, 5xx, SlowDown) are retried with backoff for this long
-    per operation; past it a stage exits 5 and its next attempt resumes from the last checkpoint."""
+    per operation; past it a stage exits 5 and its next attempt resumes from the last checkpoint. A background
+    checkpoint write past it is skipped; at the end of training the final checkpoint may first wait for the
+    write in flight, so a training task gives up after at most about twice this."""
     timeout_s: float = 30.0
     """Connect and read timeout of one S3 request (a stalled connection is a transient error after this)."""
 

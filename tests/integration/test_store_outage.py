@@ -146,3 +146,58 @@ def test_access_denied_is_exit_2_at_once_with_one_line(tiny_data, tmp_path, monk
     assert double.endpoint in line and "bucket 'sg-denied'" in line and "key 'run/checkpoints/" in line
     assert "AccessDenied" in line and "retry" not in err
     assert len(double.requests) == 1 and took < 30  # no retries: one request, not a 60 s budget
+
+
+# ------------------------------------------------------------------ the other stages: ingest, graph shards, LR cache
+def _through(proxy, bucket: str, budget: float, monkeypatch):
+    from streamguard.config import StoreConfig
+    from streamguard.storage import open_store
+
+    monkeypatch.setenv("MINIO_ENDPOINT", proxy.endpoint)
+    return open_store(f"s3://{bucket}/run", StoreConfig(retry_budget_s=budget))
+
+
+def test_graph_shard_upload_rides_out_an_outage(tiny_data, proxied, tmp_path, monkeypatch):
+    from streamguard.graphs import build_graphs
+
+    data, _, _ = tiny_data
+    proxy, bucket, direct = proxied
+    store = _through(proxy, bucket, 20, monkeypatch)
+    proxy.arm(b"PUT", b"/graphs/", nth=1, seconds=1.5)  # the first shard upload is cut off
+    report = build_graphs(data, tmp_path / "g1", store=store, workers=1)
+    assert not report["cache_hit"] and len(proxy.outages) == 1
+    assert any(k.endswith("manifest.json") for k in direct.list("graphs/"))  # uploaded last: the entry is complete
+    assert build_graphs(data, tmp_path / "g2", store=store, workers=1)["cache_hit"]
+
+
+def test_ingest_from_s3_rides_out_a_short_outage_and_exits_5_past_the_budget(proxied, tmp_path, monkeypatch, capsys):
+    from streamguard.data.synthetic import write_demo_dataset
+
+    proxy, bucket, direct = proxied
+    write_demo_dataset(tmp_path / "raw.jsonl", n=60, seed=1)
+    direct.put_file("raw.jsonl", tmp_path / "raw.jsonl")
+    monkeypatch.setenv("MINIO_ENDPOINT", proxy.endpoint)
+    args = ["ingest", "--input", f"s3://{bucket}/run/raw.jsonl", "--profile", "test"]
+    proxy.outage(1.5)
+    assert main([*args, "--output", str(tmp_path / "ok"), "--set", "store.retry_budget_s=20"]) == 0
+    proxy.outage(600)
+    code = main([*args, "--output", str(tmp_path / "down"), "--set", "store.retry_budget_s=1"])
+    err = capsys.readouterr().err
+    assert code == EXIT_STORE_UNAVAILABLE and "Traceback" not in err
+    errors = _error_lines(err)
+    assert len(errors) == 1 and "object store unavailable" in errors[0] and "raw.jsonl" in errors[0]
+
+
+def test_lr_cache_read_rides_out_an_outage_and_past_the_budget_is_not_a_silent_miss(proxied, monkeypatch):
+    from streamguard.errors import StoreUnavailableError
+    from streamguard.train.lr_cache import LRCache
+
+    proxy, bucket, _ = proxied
+    cache = LRCache(_through(proxy, bucket, 20, monkeypatch))
+    cache.put("k" * 64, 3e-4, key_parts={})
+    proxy.outage(1.0)
+    assert cache.get("k" * 64)["lr"] == 3e-4 and cache.last_status == "hit"
+    cache = LRCache(_through(proxy, bucket, 0.5, monkeypatch))
+    proxy.outage(600)
+    with pytest.raises(StoreUnavailableError):
+        cache.get("k" * 64)
