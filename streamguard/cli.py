@@ -59,7 +59,8 @@ def cmd_build_graphs(args) -> None:
     from streamguard.graphs import build_graphs
 
     cfg = _config(args)
-    report = build_graphs(args.data, args.output, store=_store(args, cfg), workers=args.workers, max_nodes=cfg.gnn.max_nodes)
+    report = build_graphs(args.data, args.output, store=_store(args, cfg), workers=args.workers,
+                          max_nodes=cfg.gnn.max_nodes)
     _print({k: report[k] for k in report if k not in ("failures",)})
 
 

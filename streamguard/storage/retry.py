@@ -96,8 +96,8 @@ def classify_s3(exc: BaseException) -> Fault | None:
                 f"HTTP {exc.status_code}")
     if isinstance(exc, InvalidResponseError):  # a non-S3 answer: a proxy's or load balancer's error page
         status = getattr(exc, "_code", None)
-        kind = TRANSIENT if isinstance(status, int) and (status in TRANSIENT_HTTP_STATUS or status >= 500) else PERMANENT
-        return kind, f"HTTP {status} (not an S3 response)"
+        transient = isinstance(status, int) and (status in TRANSIENT_HTTP_STATUS or status >= 500)
+        return TRANSIENT if transient else PERMANENT, f"HTTP {status} (not an S3 response)"
     if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
         return classify_s3(exc.reason)
     if isinstance(exc, u3.SSLError) or isinstance(exc, ssl.SSLError):

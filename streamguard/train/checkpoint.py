@@ -89,6 +89,8 @@ class CheckpointWriter:
         data = serialize_checkpoint(state)
         label = f"epoch {state.get('epoch')}, step {state.get('step')}"
         with self._cv:
+            if self._closed:
+                raise RuntimeError(f"checkpoint writer for {self.key} is closed")
             self._raise_error()
             if self._queued is not None:
                 log.debug("checkpoint (%s) superseded before it was written", self._queued[1])

@@ -128,7 +128,8 @@ def test_utf16_index_file_is_one_clear_error(tmp_path):
     d.mkdir()
     (d / "function.json").write_text(_json_array_text(30))
     for split, ids in (("train", range(0, 20)), ("valid", range(20, 25)), ("test", range(25, 30))):
-        (d / f"{split}.txt").write_bytes("".join(f"{i}\r\n" for i in ids).encode("utf-16" if split == "valid" else "utf-8"))
+        text = "".join(f"{i}\r\n" for i in ids)
+        (d / f"{split}.txt").write_bytes(text.encode("utf-16" if split == "valid" else "utf-8"))
     with pytest.raises(UserError, match=r"cxg/valid\.txt: file is encoded as UTF-16-LE"):
         ingest(str(d), str(tmp_path / "out"), DataConfig())
 
