@@ -1,8 +1,10 @@
 """streamguard command line: one sub-command per pipeline stage.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad input or config,
-3 training collapse, 4 pre-flight failed. Expected errors print one line and
-no traceback.
+Exit codes: 0 success, 1 unexpected failure, 2 bad input or config (also a
+permanent object-store refusal: access denied, no such bucket), 3 training
+collapse, 4 pre-flight failed, 5 object store unavailable past
+store.retry_budget_s (rerun: training resumes from its last checkpoint).
+Expected errors print one line and no traceback.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ def _config(args):
     return load_config(args.profile, overrides=overrides, sets=args.set)
 
 
-def _store(args):
+def _store(args, cfg):
     from streamguard.storage import open_store
 
-    return open_store(args.store or None)
+    return open_store(args.store or None, cfg.store)
 
 
 def _print(obj: Any) -> None:
@@ -48,7 +50,8 @@ def cmd_ingest(args) -> None:
     from streamguard.data.ingest import ingest
 
     cfg = _config(args)
-    report = ingest(args.input, args.output, cfg.data, fmt=args.format, max_tokens=cfg.transformer.max_length)
+    report = ingest(args.input, args.output, cfg.data, fmt=args.format, max_tokens=cfg.transformer.max_length,
+                    store_settings=cfg.store)
     _print({k: report[k] for k in report if k in ("counts", "fingerprint", "bad_rows", "quarantined")})
 
 
@@ -56,17 +59,18 @@ def cmd_build_graphs(args) -> None:
     from streamguard.graphs import build_graphs
 
     cfg = _config(args)
-    report = build_graphs(args.data, args.output, store=_store(args), workers=args.workers, max_nodes=cfg.gnn.max_nodes)
+    report = build_graphs(args.data, args.output, store=_store(args, cfg), workers=args.workers,
+                          max_nodes=cfg.gnn.max_nodes)
     _print({k: report[k] for k in report if k not in ("failures",)})
 
 
 def cmd_preflight(args) -> None:
     from streamguard.preflight import preflight
 
-    out = args.output
+    out, cfg = args.output, _config(args)
     checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
-    report = preflight(args.data, args.graphs, _config(args), os.path.join(out, "preflight_report.json"),
-                       os.path.join(out, "preflight_report.md"), store=_store(args), require_gpu=args.require_gpu,
+    report = preflight(args.data, args.graphs, cfg, os.path.join(out, "preflight_report.json"),
+                       os.path.join(out, "preflight_report.md"), store=_store(args, cfg), require_gpu=args.require_gpu,
                        checks=checks)
     print("pre-flight passed" if report["passed"] else "pre-flight failed")
 
@@ -74,7 +78,8 @@ def cmd_preflight(args) -> None:
 def cmd_train(args) -> None:
     from streamguard import training
 
-    cfg, store = _config(args), _store(args)
+    cfg = _config(args)
+    store = _store(args, cfg)
     common = dict(seed=args.seed, cfg=cfg, store=store, run_key=args.run_key or None)
     if args.family == "transformer":
         card = training.train_transformer(args.data, args.model_dir, args.result_dir, **common)

@@ -152,12 +152,26 @@ class TrainConfig:
 
 
 @dataclass
+class StoreConfig:
+    """Object-store client settings (``streamguard.storage.retry``); they never change results or run keys."""
+
+    retry_budget_s: float = 180.0
+    """Transient store errors (refused, reset, timeouts, 5xx, SlowDown) are retried with backoff for this long
+    per operation; past it a stage exits 5 and its next attempt resumes from the last checkpoint. A background
+    checkpoint write past it is skipped; at the end of training the final checkpoint may first wait for the
+    write in flight, so a training task gives up after at most about twice this."""
+    timeout_s: float = 30.0
+    """Connect and read timeout of one S3 request (a stalled connection is a transient error after this)."""
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     gnn: GNNConfig = field(default_factory=GNNConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,7 +192,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-ENV_FIELDS = {"LR_CACHE_TTL_HOURS": ("train", "lr_cache_ttl_hours")}
+ENV_FIELDS = {"LR_CACHE_TTL_HOURS": ("train", "lr_cache_ttl_hours"),
+              "STORE_RETRY_BUDGET_S": ("store", "retry_budget_s")}
 """Cluster settings from the ``streamguard-config`` ConfigMap (environment) that override the profile."""
 
 
@@ -192,7 +207,7 @@ def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, 
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
         raise UserError(f"profile {profile!r}: no such file {path} (known profiles: {known})")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_bytes()) or {}  # bytes: PyYAML handles a BOM, UTF-16 and CRLF
     except yaml.YAMLError as e:
         raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
@@ -219,3 +234,10 @@ def _build(data: Any, source: str, *, base: Config | None = None, raw: bool = Fa
 
 def config_from_dict(d: dict[str, Any]) -> Config:
     return build(Config, d, "")
+
+
+def store_settings() -> StoreConfig:
+    """``StoreConfig`` for code that opens a store without a loaded profile: defaults, then the environment."""
+    env = [f"{sec}.{name}={os.environ[var]}" for var, (sec, name) in ENV_FIELDS.items()
+           if sec == "store" and os.environ.get(var)]
+    return build(Config, parse_set(env), "", raw=True).store if env else StoreConfig()

@@ -5,6 +5,7 @@ EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2
 EXIT_COLLAPSE = 3
 EXIT_PREFLIGHT = 4
+EXIT_STORE_UNAVAILABLE = 5
 
 
 class StreamGuardError(Exception):
@@ -29,3 +30,10 @@ class PreflightError(StreamGuardError):
     """A required pre-flight check failed."""
 
     exit_code = EXIT_PREFLIGHT
+
+
+class StoreUnavailableError(StreamGuardError):
+    """The object store kept failing with transient errors past ``store.retry_budget_s``. Nothing is lost:
+    the next attempt (a KFP retry, a rerun) resumes from the last checkpoint that was written."""
+
+    exit_code = EXIT_STORE_UNAVAILABLE

@@ -54,7 +54,8 @@ def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides:
     from streamguard.storage import open_store
 
     def go() -> dict[str, Any]:
-        cfg, store = load_config(profile, overrides), open_store(store_uri or None)
+        cfg = load_config(profile, overrides)
+        store = open_store(store_uri or None, cfg.store)
         common = dict(seed=seed, cfg=cfg, store=store, run_key=run_key or None)
         if family == "transformer":
             return training.train_transformer(data.path, model.path, result.path, **common)

@@ -344,10 +344,16 @@ def check_data(data_dir: str, graphs_dir: str | None, max_length: int | None = N
         vals[f"{s}_size"] = len(splits[s])
         vals[f"{s}_positive_share"] = round(sum(x.target for x in splits[s]) / len(splits[s]), 4)
     problems, warnings = [], []
-    for s in SPLITS:
+    n_all = sum(len(splits[s]) for s in SPLITS)
+    n_vuln = sum(x.target for s in SPLITS for x in splits[s])
+    if n_vuln in (0, n_all):  # one class in the whole dataset: one finding, not one per split
+        problems.append(f"{data_dir}: the dataset has one class only ({n_all} samples, all "
+                        f"{'vulnerable' if n_vuln else 'safe'}); a detector needs safe and vulnerable functions")
+    for s in SPLITS if n_vuln not in (0, n_all) else ():
         share = vals[f"{s}_positive_share"]
         if share in (0.0, 1.0):
-            problems.append(f"split {s} has a single class ({'all vulnerable' if share else 'all safe'})")
+            problems.append(f"split {s} has a single class ({'all vulnerable' if share else 'all safe'}; "
+                            f"{len(splits[s])} samples)")
         elif min(share, 1 - share) < min_class_share:
             warnings.append(f"split {s}: extreme label balance ({share:.1%} vulnerable)")
     leaks = leakage(splits)

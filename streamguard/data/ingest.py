@@ -24,6 +24,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from streamguard.config import DataConfig, TransformerConfig
 from streamguard.data import hygiene
@@ -45,18 +46,19 @@ def _quarantine_record(row: Row, reason: str, detail: str) -> dict:
 
 
 def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
-           max_tokens: int = TransformerConfig.max_length) -> dict:
+           max_tokens: int = TransformerConfig.max_length, store_settings: Any = None) -> dict:
     """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI) into ``out_dir``; returns the report.
 
     ``max_tokens``: the length report counts functions longer than this (the CLI and the component pass
-    ``transformer.max_length``, the length the transformer truncates at)."""
+    ``transformer.max_length``, the length the transformer truncates at). ``store_settings``: the config's
+    ``store`` section, for an s3:// input (None: defaults and environment)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("data_report.json", "data_card.md"):
         (out / stale).unlink(missing_ok=True)
 
-    with fetch(str(input_path)) as local:
+    with fetch(str(input_path), store_settings) as local:
         loaded = load(local, fmt, display=str(input_path))
 
     samples: list[Sample] = []
@@ -123,6 +125,9 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         pos = sum(x.target for x in splits[s])
         balance[s] = {"safe": counts[s] - pos, "vulnerable": pos,
                       "vulnerable_share": round(pos / counts[s], 4) if counts[s] else None}
+    warnings = class_warnings(balance)
+    for w in warnings:
+        log.warning("ingest %s: %s", input_path, w)
     pairs = {s: len({x.pair_id for x in splits[s] if x.pair_id}) for s in SPLITS}
     all_kept = [x for s in SPLITS for x in splits[s]]
     report = {
@@ -143,6 +148,7 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         "split_fractions": list(cfg.split_fractions),
         "counts": counts,
         "label_balance": balance,
+        "warnings": warnings,
         "pairs": pairs,
         "leakage": leaks,
         "lengths": hygiene.length_stats(all_kept, max_tokens),
@@ -153,6 +159,25 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
     write_bytes_atomic(out / "data_card.md", data_card(report).encode("utf-8"))
     log.info("ingested %s: %s (quarantined %d)", input_path, counts, n_bad)
     return report
+
+
+def class_warnings(balance: dict[str, dict]) -> list[str]:
+    """A dataset with one class, or a split left without one: training cannot learn or be judged on it
+    (pre-flight's data check then fails with exit 4)."""
+    safe = sum(b["safe"] for b in balance.values())
+    vuln = sum(b["vulnerable"] for b in balance.values())
+    if not (safe and vuln):
+        return [f"the dataset has one class only ({safe + vuln} samples, all {'safe' if safe else 'vulnerable'}); "
+                f"a detector needs both (pre-flight will fail)"]
+    out = []
+    for s, b in balance.items():
+        n = b["safe"] + b["vulnerable"]
+        if n == 0:
+            out.append(f"split {s} is empty; pre-flight will fail")
+        elif not (b["safe"] and b["vulnerable"]):
+            missing, have = ("safe", "vulnerable") if not b["safe"] else ("vulnerable", "safe")
+            out.append(f"split {s} has no {missing} samples ({n} samples, all {have}); pre-flight will fail")
+    return out
 
 
 def data_card(r: dict) -> str:
@@ -188,6 +213,8 @@ def data_card(r: dict) -> str:
         b = r["label_balance"][s]
         share = "–" if b["vulnerable_share"] is None else f"{b['vulnerable_share']:.1%}"
         lines.append(f"| {s} | {n} | {b['safe']} | {b['vulnerable']} | {share} | {r['pairs'][s]} |")
+    if r.get("warnings"):
+        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in r["warnings"]]
     leak = ", ".join(f"{k}: {v}" for k, v in r["leakage"].items())
     lines += ["", f"Cross-split leakage (normalised functions shared by two splits): {leak}.", ""]
     L = r["lengths"]

@@ -24,6 +24,11 @@ Formats (``fmt``; ``auto`` detects):
 Rows come back as :class:`Row` (source file, line, raw excerpt, mapped fields or the
 reason they are bad); :func:`to_sample` validates one. Whole-input problems (unknown
 format, missing CSV column, empty file, unreadable URL) raise :class:`UserError`.
+
+Every file is read as UTF-8 as editors write it: a UTF-8 byte-order mark (Windows
+Notepad, Excel's "CSV UTF-8") is dropped and CRLF line ends are accepted, in JSONL,
+JSON arrays, CSV and the CodeXGLUE index files. A UTF-16 or UTF-32 file (a BOM, or the
+NUL bytes of one without) is refused with one line naming the encoding.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from streamguard.data.samples import Sample
-from streamguard.errors import UserError
+from streamguard.errors import StreamGuardError, UserError
 
 FORMATS = ("codexglue", "devign", "bigvul", "diversevul", "primevul")
 ALIASES = {"jsonl": "codexglue", "devign-jsonl": "codexglue", "function.json": "devign", "big-vul": "bigvul",
@@ -79,10 +84,11 @@ class Loaded:
 
 
 @contextlib.contextmanager
-def fetch(uri: str) -> Iterator[Path]:
+def fetch(uri: str, store_settings: Any = None) -> Iterator[Path]:
     """A local path for ``uri`` (path, ``file://``, ``http(s)://`` or ``s3://bucket/key-or-prefix``).
 
-    Remote inputs are downloaded into a temporary directory removed afterwards.
+    Remote inputs are downloaded into a temporary directory removed afterwards. ``store_settings``: a
+    ``config.StoreConfig`` for an s3:// input (retry budget; None: ``open_store``'s default).
     """
     if uri.startswith(("http://", "https://")):
         with tempfile.TemporaryDirectory(prefix="sg-fetch-") as tmp:
@@ -102,7 +108,7 @@ def fetch(uri: str) -> Iterator[Path]:
 
         bucket, _, key = uri[len("s3://"):].partition("/")
         key = key.strip("/")
-        store = open_store(f"s3://{bucket}")
+        store = open_store(f"s3://{bucket}", store_settings)
         with tempfile.TemporaryDirectory(prefix="sg-fetch-") as tmp:
             try:
                 if key and store.exists(key):
@@ -115,9 +121,9 @@ def fetch(uri: str) -> Iterator[Path]:
                     dest = Path(tmp) / (Path(key).name or bucket)
                     for k in keys:
                         store.get_file(k, dest / k[len(key):].lstrip("/"))
-            except UserError:
+            except StreamGuardError:  # incl. the store's verdicts: unavailable past its budget, access denied
                 raise
-            except Exception as e:  # minio errors: bad credentials, no bucket, no endpoint
+            except Exception as e:  # anything else the client raised
                 raise UserError(f"{uri}: cannot read from the object store ({type(e).__name__}: {e})") from None
             yield dest
         return
@@ -125,6 +131,40 @@ def fetch(uri: str) -> Iterator[Path]:
     if not path.exists():
         raise UserError(f"{uri}: no such file or directory")
     yield path
+
+
+# ----------------------------------------------------------------------------- encoding
+
+UTF8_BOM = b"\xef\xbb\xbf"
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+              (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE"))
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """``UTF-16-LE`` ... when ``head`` (a file's first bytes) is UTF-16/32 text, else None."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return f"{name} (with byte-order mark)"
+    sample = head[:512]
+    half = len(sample) // 2
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if half >= 2 and max(even, odd) >= 0.8 * half and min(even, odd) <= 0.1 * half:  # ASCII as UTF-16
+        return f"UTF-16-{'LE' if odd > even else 'BE'} (no byte-order mark)"
+    return None
+
+
+def check_encoding(path: Path, source: str) -> None:
+    """UserError (one line, exit 2) for a UTF-16/32 file; UTF-8 with or without a BOM passes."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    enc = wide_encoding(head)
+    if enc:
+        raise UserError(f"{source}: file is encoded as {enc}; StreamGuard reads UTF-8 — save it as UTF-8 "
+                        f"(e.g. `iconv -f UTF-16 -t UTF-8`)")
+
+
+def _strip_bom(raw: bytes) -> bytes:
+    return raw[len(UTF8_BOM):] if raw.startswith(UTF8_BOM) else raw
 
 
 # ----------------------------------------------------------------------------- detection
@@ -137,7 +177,7 @@ def _first_objects(path: Path, limit: int = 20) -> list[dict]:
             if i >= 200 or len(out) >= limit:
                 break
             try:
-                obj = json.loads(line)
+                obj = json.loads(_strip_bom(line) if i == 0 else line)
             except ValueError:
                 continue
             if isinstance(obj, dict):
@@ -147,11 +187,13 @@ def _first_objects(path: Path, limit: int = 20) -> list[dict]:
 
 def _first_char(path: Path) -> str:
     with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
+        head = _strip_bom(f.read(4096)).lstrip()
     return head[:1].decode("latin-1")
 
 
 def _detect_file(path: Path) -> str:
+    if path.stat().st_size:
+        check_encoding(path, str(path))
     if path.stat().st_size == 0 or not _first_char(path):
         raise UserError(f"{path}: empty file (no rows)")
     if path.suffix.lower() == ".csv":
@@ -216,7 +258,9 @@ def _iter_jsonl(path: Path, source: str) -> Iterator[tuple[int, str, Any, tuple[
     """(line number, raw text, parsed object or None, error) for each non-blank line."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
+            if lineno == 1:
+                raw = _strip_bom(raw)
+            if not raw.strip():  # blank, also "\r\n"; json.loads ignores a trailing "\r"
                 continue
             try:
                 text = raw.decode("utf-8")
@@ -281,7 +325,7 @@ def _read_jsonl(path: Path, source: str, fmt: str, split: str | None, id_prefix:
 
 
 def _read_json_array(path: Path, source: str, split: str | None = None) -> list[Row]:
-    raw = path.read_bytes()
+    raw = _strip_bom(path.read_bytes())
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -309,7 +353,7 @@ BIGVUL_LABEL = ("vul", "target")
 def _read_bigvul(path: Path, source: str, split: str | None = None) -> list[Row]:
     csv.field_size_limit(sys.maxsize)
     rows: list[Row] = []
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:  # -sig: drop a BOM
         reader = csv.DictReader(f)
         header = reader.fieldnames
         if not header:
@@ -367,6 +411,7 @@ def _split_of_name(name: str) -> str | None:
 def _read_file(path: Path, source: str, fmt: str, split: str | None = None, id_prefix: str = "") -> list[Row]:
     if path.stat().st_size == 0:
         raise UserError(f"{source}: empty file (no rows)")
+    check_encoding(path, source)
     if fmt == "bigvul":
         if path.suffix.lower() != ".csv" and _first_char(path) in "[{":
             raise UserError(f"{source}: --format bigvul expects the BigVul CSV file, this is JSON")
@@ -376,9 +421,10 @@ def _read_file(path: Path, source: str, fmt: str, split: str | None = None, id_p
     return _read_jsonl(path, source, fmt, split, id_prefix)
 
 
-def _read_index(path: Path) -> set[str]:
+def _read_index(path: Path, source: str) -> set[str]:
+    check_encoding(path, source)
     out = set()
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():  # BOM, CRLF
         if line.strip():
             out.add(line.strip().split()[0])
     return out
@@ -407,7 +453,7 @@ def load(path: Path, fmt: str, display: str | None = None) -> Loaded:
             raise UserError(f"{display}: index file {missing[0]}.txt missing (CodeXGLUE needs train.txt, valid.txt, test.txt)")
         membership: dict[str, str] = {}
         for split in ("train", "valid", "test"):
-            for idx in _read_index(index[split]):
+            for idx in _read_index(index[split], src(index[split])):
                 membership.setdefault(idx, split)
         rows = _read_file(data_files[0], src(data_files[0]), fmt)
         kept, unassigned = [], []

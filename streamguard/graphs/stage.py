@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from streamguard.data.samples import SPLITS, fingerprint, read_split
-from streamguard.errors import UserError
+from streamguard.errors import StreamGuardError, UserError
 from streamguard.graphs import builder
 from streamguard.graphs.shards import MANIFEST, write_shard
 from streamguard.jsonio import read_json, write_json_atomic
@@ -72,6 +72,8 @@ def _try_cache(store, prefix: str, out: Path, fp: str, version: str, max_nodes: 
         for split in SPLITS:
             for name in manifest["splits"][split]["shards"]:
                 store.get_file(f"{prefix}/{name}", out / name)
+    except StreamGuardError:  # the store is down past its retry budget (exit 5) or refuses us (exit 2)
+        raise
     except Exception as e:  # a broken cache entry is rebuilt, never fatal
         log.warning("graph cache %s unusable (%s: %s); rebuilding", key, type(e).__name__, e)
         return None

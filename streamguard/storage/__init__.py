@@ -8,6 +8,12 @@
 
 Keys are ``/``-separated relative paths. ``put_bytes`` is atomic on both backends
 (temp file + rename locally; a single PUT on S3), so ``put_json`` is too.
+
+Every operation of both backends goes through one retry policy (``storage/retry.py``):
+transient errors are retried within ``store.retry_budget_s`` and then raise
+``StoreUnavailableError`` (exit 5); permanent ones raise ``StoreAccessError`` (exit 2) at once.
+Callers holding a config pass its ``store`` section to ``open_store``; the others get the
+defaults with the ``STORE_RETRY_BUDGET_S`` environment variable applied (``config.store_settings``).
 """
 
 from __future__ import annotations
@@ -46,8 +52,16 @@ def get_json(store: ObjectStore, key: str) -> Any:
     return json.loads(store.get_bytes(key))
 
 
-def open_store(uri: str | None = None) -> ObjectStore:
-    """Open the store named by ``uri`` (default: ``$STREAMGUARD_STORE`` or ``./.streamguard/store``)."""
+def open_store(uri: str | None = None, settings: Any = None) -> ObjectStore:
+    """Open the store named by ``uri`` (default: ``$STREAMGUARD_STORE`` or ``./.streamguard/store``).
+
+    ``settings``: a ``config.StoreConfig`` (retry budget, request timeout); None: ``config.store_settings()``.
+    """
+    from streamguard.config import store_settings
+    from streamguard.storage.retry import RetryPolicy
+
+    settings = settings if settings is not None else store_settings()
+    retry = RetryPolicy.from_settings(settings)
     uri = uri or os.environ.get("STREAMGUARD_STORE") or os.path.join(".streamguard", "store")
     if uri.startswith("s3://"):
         from streamguard.storage.s3 import S3Store
@@ -55,14 +69,14 @@ def open_store(uri: str | None = None) -> ObjectStore:
         bucket, _, prefix = uri[len("s3://"):].partition("/")
         if not bucket:
             raise UserError(f"store URI {uri!r}: missing bucket name (expected s3://bucket/prefix)")
-        return S3Store.from_env(bucket=bucket, prefix=prefix)
+        return S3Store.from_env(bucket=bucket, prefix=prefix, retry=retry, timeout_s=float(settings.timeout_s))
     if uri.startswith("file://"):
         uri = uri[len("file://"):]
     elif "://" in uri:
         raise UserError(f"store URI {uri!r}: unknown scheme (use a path, file:// or s3://)")
     from streamguard.storage.local import LocalStore
 
-    return LocalStore(uri)
+    return LocalStore(uri, retry=retry)
 
 
 __all__ = ["ObjectStore", "ObjectNotFound", "open_store", "put_json", "get_json"]

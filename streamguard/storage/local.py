@@ -1,13 +1,21 @@
-"""Local-directory object store (the embedded default)."""
+"""Local-directory object store (the embedded default).
+
+The directory may be a network filesystem (NFS, a CSI volume): its timeouts and I/O
+errors (``ETIMEDOUT``, ``EIO`` ...) go through the same retry policy as S3 requests.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from streamguard.atomic import atomic_path, write_bytes_atomic
 from streamguard.storage import ObjectNotFound
+from streamguard.storage.retry import RetryPolicy, classify_os
+
+T = TypeVar("T")
 
 
 def _check_key(key: str) -> str:
@@ -18,48 +26,69 @@ def _check_key(key: str) -> str:
 
 
 class LocalStore:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, retry: RetryPolicy | None = None):
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.retry = retry or RetryPolicy()
+        self._run("create", "", lambda: self.root.mkdir(parents=True, exist_ok=True))
         self.uri = str(self.root)
 
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
+    def _run(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        return self.retry.run(op, f"{self.root} key {key!r}", fn, classify_os)
+
     def put_bytes(self, key: str, data: bytes) -> None:
-        write_bytes_atomic(self._path(key), data)
+        dest = self._path(key)
+        self._run("put", key, lambda: write_bytes_atomic(dest, data))
 
     def get_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            raise ObjectNotFound(key) from None
+        src = self._path(key)
+
+        def get() -> bytes:
+            try:
+                return src.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                raise ObjectNotFound(key) from None
+
+        return self._run("get", key, get)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        src = self._path(key)
+        return self._run("stat", key, src.is_file)
 
     def delete(self, key: str) -> None:
-        try:
-            self._path(key).unlink()
-        except FileNotFoundError:
-            pass
+        src = self._path(key)
+        self._run("delete", key, lambda: src.unlink(missing_ok=True))
 
     def list(self, prefix: str = "") -> list[str]:
-        out = []
-        for p in self.root.rglob("*"):
-            if p.is_file() and not p.name.startswith("."):
-                key = p.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    out.append(key)
-        return sorted(out)
+        def walk() -> list[str]:
+            out = []
+            for p in self.root.rglob("*"):
+                if p.is_file() and not p.name.startswith("."):
+                    key = p.relative_to(self.root).as_posix()
+                    if key.startswith(prefix):
+                        out.append(key)
+            return sorted(out)
+
+        return self._run("list", prefix + "*", walk)
 
     def put_file(self, key: str, path: str | os.PathLike) -> None:
-        with atomic_path(self._path(key)) as tmp:
-            shutil.copyfile(path, tmp)
+        dest = self._path(key)
+
+        def put() -> None:
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(path, tmp)
+
+        self._run("put", key, put)
 
     def get_file(self, key: str, path: str | os.PathLike) -> None:
         src = self._path(key)
-        if not src.is_file():
-            raise ObjectNotFound(key)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, path)
+
+        def get() -> None:
+            if not src.is_file():
+                raise ObjectNotFound(key)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, path)
+
+        self._run("get", key, get)

@@ -13,8 +13,11 @@ An entry older than the cache's ``ttl_hours`` (the current setting, not the
 one recorded in the entry) is expired; one that does not parse, is not an
 object, has an ``lr`` that is not a finite positive number or a
 ``created_at`` that is not a plausible time is corrupt. Both read as a miss
-(logged); the next ``put`` overwrites them. Store errors on read are a miss
-too: the cache only ever saves time, it never fails a run.
+(logged); the next ``put`` overwrites them. Other read errors are a miss too,
+except the store's own verdicts: an outage past ``store.retry_budget_s``
+(``StoreUnavailableError``, exit 5; the run would lose its checkpoints anyway)
+and a permanent refusal (``StoreAccessError``, exit 2). A failed ``put`` only
+costs the next run the finder.
 
 ``resolve_lr`` applies the policy: a fixed ``opt_cfg.lr`` wins; else a cache
 hit; else the LR finder when ``train_cfg.lr_finder`` (its result cached only
@@ -30,6 +33,7 @@ import math
 import time
 from typing import Any, Callable
 
+from streamguard.errors import StreamGuardError
 from streamguard.storage import ObjectNotFound, ObjectStore, get_json, put_json
 
 log = logging.getLogger(__name__)
@@ -81,7 +85,9 @@ class LRCache:
         except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
             self._miss("corrupt", key, "%s does not parse (%s); ignoring it", okey, e, level=logging.WARNING)
             return None
-        except Exception as e:  # the store is down or denies us: run without the cache
+        except StreamGuardError:  # retries spent, or access denied: the store's one-line verdict
+            raise
+        except Exception as e:  # anything else: run without the cache
             self._miss("error", key, "cannot read %s (%s: %s)", okey, type(e).__name__, e, level=logging.WARNING)
             return None
         problem = self._validate(entry)
