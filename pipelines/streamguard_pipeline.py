@@ -5,7 +5,7 @@ train_gnn -> train_fusion -> aggregate (dsl.Collected fan-in).
 """
 
 
-from typing import Callable, NamedTuple
+from typing import Callable, List, NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
@@ -57,23 +57,28 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
                   description="Train a vulnerable-C-function detector: transformer, GNN and fusion over several seeds.")
     def streamguard_training(
         input_uri: str,
-        seeds: list = DEFAULT_SEEDS,
+        seeds: List[int] = DEFAULT_SEEDS,
         profile: str = "demo",
         overrides: dict = {},
         store_uri: str = "",
         require_gpu: bool = False,
+        data_version: str = "",
     ) -> Outputs:
         """``input_uri``: dataset (path, URL or s3:// URI); ``profile``: config profile; ``overrides``: nested
         config overrides; ``store_uri``: object store for checkpoints, LR cache and graph shards
-        (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA."""
+        (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA; ``data_version``: the
+        dataset's version (ETag, or size and mtime; ``make submit`` fills it), part of ingest's cache key so
+        that a changed object at the same URI is ingested again."""
         common = dict(profile=profile, overrides=overrides)
-        data = setup("ingest", ingest(input_uri=input_uri, **common).set_display_name("ingest"))
+        data = setup("ingest", ingest(input_uri=input_uri, data_version=data_version,
+                                      **common).set_display_name("ingest"))
         graphs = setup("build_graphs", build_graphs(data=data.outputs["data"], store_uri=store_uri,
                                                     **common).set_display_name("build graphs"))
         gate = setup("preflight", preflight(data=data.outputs["data"], graphs=graphs.outputs["graphs"], store_uri=store_uri,
                                             require_gpu=require_gpu, **common).set_display_name("pre-flight"))
         run_key = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        with dsl.ParallelFor(seeds, name="seeds", parallelism=seed_parallelism) as seed:
+        # No ParallelFor(name=...): backends before 2.16 lose a renamed loop's outputs (pipelines/spec_check.py).
+        with dsl.ParallelFor(seeds, parallelism=seed_parallelism) as seed:
             tr = setup("train_transformer", train_transformer(
                 data=data.outputs["data"], seed=seed, store_uri=store_uri, run_key=run_key,
                 **common).after(gate).set_display_name("train transformer"))

@@ -30,7 +30,7 @@ GPU_NODE_SELECTOR = {
 GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
 CPU_STAGES = {"ingest", "build_graphs", "aggregate"}
 SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
-CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_BUCKET", "LR_CACHE_TTL_HOURS")}
+CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS")}
 # Injected into the environment while compiling: none may end up in the YAML.
 DUMMY_CREDENTIALS = {
     "MINIO_ACCESS_KEY": "sg-test-dummy-access-5d1f0c",
@@ -131,11 +131,9 @@ def test_gpu_tasks(profile):
         shm = [m for m in cfg.empty_dir_mounts if m.mount_path == "/dev/shm"]
         assert len(shm) == 1 and shm[0].medium == "Memory" and shm[0].size_limit, where
         assert cfg.active_deadline_seconds > 0, where
-
-        rp = task.retry_policy
-        assert rp.max_retry_count >= 1, where
-        assert rp.backoff_duration.seconds > 0 and rp.backoff_factor > 1, where
-        assert rp.backoff_max_duration.seconds >= rp.backoff_duration.seconds, where
+        assert cfg.image_pull_policy == "Always", where
+        # GPU means GPU: the task stops at once without a usable CUDA device (streamguard/train/device.py)
+        assert {e.name: e.value for e in container.env}["STREAMGUARD_REQUIRE_CUDA"] == "1", where
 
 
 @pytest.mark.parametrize("profile", CLUSTER_PROFILES)
@@ -151,6 +149,7 @@ def test_cpu_tasks_stay_off_the_gpu_pool(profile):
         assert not gpu_labels & set(cfg.node_selector.labels), where
         assert not [t for t in cfg.tolerations if "gpu" in t.key], where
         assert container.resources.resource_cpu_request and container.resources.resource_memory_limit, where
+        assert "STREAMGUARD_REQUIRE_CUDA" not in {e.name for e in container.env}, where
 
 
 def test_no_task_of_any_profile_requests_a_gpu_outside_the_gpu_stages(compiled):
@@ -175,9 +174,10 @@ def test_every_cluster_task_reads_credentials_from_the_secret_and_config_map(com
         (cm,) = cfg.config_map_as_env
         assert cm.config_map_name == "streamguard-config"
         assert {e.config_map_key: e.env_var for e in cm.key_to_env} == CONFIG_MAP_ENV
-        # plain container env holds no credential (only the store URI)
-        assert not {e.name for e in container.env} & {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT"}
-        assert {e.name: e.value for e in container.env}.get("STREAMGUARD_STORE") == "s3://streamguard", stage
+        # plain container env holds no credential, and no store: STREAMGUARD_STORE is the cluster's (ConfigMap)
+        assert not {e.name for e in container.env} & {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT",
+                                                      "STREAMGUARD_STORE"}, stage
+        assert cfg.image_pull_policy == "Always", stage
 
 
 def test_caching(compiled):
