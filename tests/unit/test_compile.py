@@ -218,3 +218,59 @@ def test_no_secret_value_in_any_compiled_yaml(fresh):
     assert len(files) >= 2 * len(PROFILES)
     leaks = [f"{where} in {name}" for name, text in files.items() for where, value in values if value in text]
     assert not leaks, f"credential values found in compiled YAML (values not shown): {leaks}"
+
+
+@pytest.mark.parametrize("profile", CLUSTER_PROFILES)
+def test_retries_fire_for_a_full_length_attempt(profile):
+    """Read back what the backend gets: each task's retryPolicy as KFP's Argo compiler turns it into Argo's
+    retryStrategy, against the pod timeout (activeDeadlineSeconds) of its executor."""
+    from pipelines.spec_check import argo_retry_strategy
+
+    prof = load_profile(profile).kubernetes
+    docs = list(yaml.safe_load_all(default_output(profile).read_text()))
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    dags = [docs[0]["root"]["dag"]] + [c["dag"] for c in docs[0]["components"].values() if "dag" in c]
+    seen = set()
+    for dag in dags:
+        for name, task in dag["tasks"].items():
+            comp = docs[0]["components"][task["componentRef"]["name"]]
+            if "executorLabel" not in comp:
+                continue
+            stage = name.replace("-", "_")
+            seen.add(stage)
+            timeout = int(executors[comp["executorLabel"]]["activeDeadlineSeconds"])
+            if stage == "preflight":  # a failed gate fails the run at once, freeing its GPU
+                assert "retryPolicy" not in task and timeout == prof.preflight_timeout_seconds == 1800
+                continue
+            pool = prof.gpu if stage in GPU_STAGES else prof.cpu
+            argo = argo_retry_strategy(task["retryPolicy"])
+            retries = int(argo["limit"])
+            assert retries == pool.retry.num_retries >= 1, stage
+            assert timeout == pool.timeout_seconds, stage
+            assert int(argo["backoff"]["factor"]) >= 2, stage  # Argo parses it as an integer
+            assert int(argo["backoff"]["duration"]) > 0, stage
+            assert int(argo["backoff"]["maxDuration"]) >= (retries + 1) * timeout, stage
+    assert seen == GPU_STAGES | CPU_STAGES
+
+
+def test_parameters_are_typed_end_to_end(compiled):
+    """Deliverable 1: seeds are integers from the pipeline input through the loop item to every training task,
+    and data_version reaches ingest (its cache key)."""
+    profile, by_stage, _ = compiled
+    docs = list(yaml.safe_load_all(default_output(profile).read_text()))
+    root = docs[0]["root"]
+    seeds = root["inputDefinitions"]["parameters"]["seeds"]
+    assert seeds["parameterType"] == "LIST" and seeds["defaultValue"] == [42, 2025, 7]
+    assert all(type(s) is int for s in seeds["defaultValue"])  # not 42.0
+    (loop_key,) = [k for k, t in root["dag"]["tasks"].items() if "parameterIterator" in t]
+    loop = root["dag"]["tasks"][loop_key]
+    assert loop["taskInfo"]["name"] == loop_key
+    body = docs[0]["components"][loop["componentRef"]["name"]]
+    assert body["inputDefinitions"]["parameters"][loop["parameterIterator"]["itemInput"]]["parameterType"] == \
+        "NUMBER_INTEGER"
+    for stage in ("train_transformer", "train_gnn", "train_fusion"):
+        task, _, _ = by_stage[stage]
+        assert task.inputs.parameters["seed"].component_input_parameter == loop["parameterIterator"]["itemInput"]
+    ingest, _, _ = by_stage["ingest"]
+    assert ingest.inputs.parameters["data_version"].component_input_parameter == "data_version"
+    assert root["inputDefinitions"]["parameters"]["data_version"]["parameterType"] == "STRING"
