@@ -28,7 +28,7 @@ GPU_NODE_SELECTOR = {
     "generic-a100": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
 }
 GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
-CPU_STAGES = {"ingest", "build_graphs", "aggregate"}
+CPU_STAGES = {"source_version", "ingest", "build_graphs", "aggregate"}
 SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
 CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS")}
 # Injected into the environment while compiling: none may end up in the YAML.
@@ -186,6 +186,7 @@ def test_caching(compiled):
     assert cache["ingest"] and cache["build_graphs"], profile
     assert not cache["train_transformer"] and not cache["train_gnn"] and not cache["train_fusion"], profile
     assert not cache["preflight"], "the pre-flight gate checks live state: never cached"
+    assert not cache["source_version"], "the data's version is read on every run: never cached"
 
 
 def test_local_profile_adds_no_kubernetes_settings():
@@ -271,6 +272,11 @@ def test_parameters_are_typed_end_to_end(compiled):
     for stage in ("train_transformer", "train_gnn", "train_fusion"):
         task, _, _ = by_stage[stage]
         assert task.inputs.parameters["seed"].component_input_parameter == loop["parameterIterator"]["itemInput"]
+    # data_version (given, or read at run time by the uncached source_version step) is in ingest's cache key
     ingest, _, _ = by_stage["ingest"]
-    assert ingest.inputs.parameters["data_version"].component_input_parameter == "data_version"
+    version, _, _ = by_stage["source_version"]
+    ref = ingest.inputs.parameters["data_version"].task_output_parameter
+    assert (ref.producer_task, ref.output_parameter_key) == ("source-version", "Output")
+    assert version.inputs.parameters["data_version"].component_input_parameter == "data_version"
+    assert version.inputs.parameters["input_uri"].component_input_parameter == "input_uri"
     assert root["inputDefinitions"]["parameters"]["data_version"]["parameterType"] == "STRING"
