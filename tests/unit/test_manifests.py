@@ -33,8 +33,8 @@ PROFILE_NAMESPACE = "kubeflow-user-example-com"
 RUNS = {"kfp-standalone": ("kubeflow", "pipeline-runner"), "local": ("kubeflow", "pipeline-runner"),
         "gke-a100": ("kubeflow", "pipeline-runner"), "eks-a100": ("kubeflow", "pipeline-runner"),
         "kfp-multi-user": (PROFILE_NAMESPACE, "default-editor"), "kfp-minio": (PROFILE_NAMESPACE, "default-editor")}
-ENDPOINTS = {"kfp-standalone": "seaweedfs.kubeflow.svc.cluster.local:9000",
-             "kfp-multi-user": "seaweedfs.kubeflow.svc.cluster.local:9000",
+ENDPOINTS = {"kfp-standalone": "seaweedfs.kubeflow.svc.cluster.local:8333",
+             "kfp-multi-user": "seaweedfs.kubeflow.svc.cluster.local:8333",
              "kfp-minio": "minio-service.kubeflow.svc.cluster.local:9000",
              "local": "streamguard-minio:9000", "gke-a100": "streamguard-minio:9000", "eks-a100": "streamguard-minio:9000"}
 OWN_MINIO = ("local", "gke-a100", "eks-a100")
