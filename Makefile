@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo      run the whole pipeline locally (kfp.local) on the synthetic demo data"
 	@echo "make test      run the test suite"
-	@echo "make compile   compile the pipeline (PROFILE=$(PROFILE))"
+	@echo "make compile   compile the pipeline (PROFILE=$(PROFILE)) and check it against the KFP backend's rules"
 	@echo "make bench     run benchmarks/ (prints name: value lines)"
 
 venv: $(STAMP)
@@ -39,8 +39,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Compile, then hold the YAML to the KFP backend's rules (pipelines/spec_check.py; docs/kubeflow.md).
 compile: $(STAMP)
 	$(PY) -m pipelines.compile --profile $(PROFILE)
+	$(PY) -m pipelines.spec_check $(KFP_PACKAGE)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

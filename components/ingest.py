@@ -5,8 +5,10 @@ from components._image import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def ingest(input_uri: str, profile: str, overrides: dict, data: Output[Dataset], data_card: Output[Markdown]):
-    """Validate the dataset, quarantine bad rows, deduplicate, split train/valid/test."""
+def ingest(input_uri: str, profile: str, overrides: dict, data_version: str, data: Output[Dataset],
+           data_card: Output[Markdown]):
+    """Validate the dataset, quarantine bad rows, deduplicate, split train/valid/test. ``data_version`` (ETag or
+    size+mtime of the input) is only recorded: it is there to change KFP's cache key when the data changes."""
     import shutil
     from pathlib import Path
 
@@ -19,5 +21,6 @@ def ingest(input_uri: str, profile: str, overrides: dict, data: Output[Dataset],
         return run(input_uri, data.path, cfg.data, max_tokens=cfg.transformer.max_length)
 
     report = run_stage(go)
-    data.metadata.update({"fingerprint": report["fingerprint"], **{f"{k}_size": v for k, v in report["counts"].items()}})
+    data.metadata.update({"fingerprint": report["fingerprint"], "data_version": data_version,
+                          **{f"{k}_size": v for k, v in report["counts"].items()}})
     shutil.copyfile(Path(data.path) / "data_card.md", data_card.path)

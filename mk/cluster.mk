@@ -10,8 +10,9 @@ OVERLAY ?= local
 DOCKER ?= docker
 PLATFORM ?= linux/amd64
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo .venv/bin/kubectl)
-# Namespace holding Kubeflow's `mlpipeline-minio-artifact` (OVERLAY=kubeflow only).
-KF_NAMESPACE ?= kubeflow
+# Namespace whose `mlpipeline-minio-artifact` (KFP's object-store credentials) secret.env is written from
+# (OVERLAY=kfp-*): the overlay's own namespace, where the runs execute.
+KF_NAMESPACE ?= $(shell sed -n 's/^namespace: *//p' manifests/overlays/$(OVERLAY)/kustomization.yaml 2>/dev/null | head -n 1)
 
 CPU_IMAGE = $(REGISTRY)/streamguard-cpu:$(VERSION)
 CUDA_IMAGE = $(REGISTRY)/streamguard-cuda:$(VERSION)
@@ -51,15 +52,16 @@ cluster-render: cluster-check-overlay
 	  && { [ -f "$$tmp/$(SECRET_ENV)" ] || cp "$$tmp/$(SECRET_ENV).example" "$$tmp/$(SECRET_ENV)"; } \
 	  && $(KUBECTL) kustomize "$$tmp/manifests/overlays/$(OVERLAY)"
 
-# The Secret's env file is git-ignored. local: the example's dummy values are fine; kubeflow:
-# copied from Kubeflow's mlpipeline-minio-artifact; elsewhere it must be written by hand, and
-# deploying the example's dummy values is refused.
+# The Secret's env file is git-ignored. local: the example's dummy values are fine; kfp-*: copied from
+# KFP's mlpipeline-minio-artifact in the run namespace (standalone: KFP's admin key; multi-user 2.16+: the
+# profile's own SeaweedFS key); elsewhere it must be written by hand, and deploying the example's dummy
+# values is refused.
 cluster-secret:
 	@if [ ! -f $(SECRET_ENV) ]; then \
 	  case "$(OVERLAY)" in \
 	    local) cp $(SECRET_ENV).example $(SECRET_ENV); \
 	           echo "note: $(SECRET_ENV) created from the example (dummy credentials, local only)" >&2 ;; \
-	    kubeflow) \
+	    kfp-*) \
 	      ak=$$($(KUBECTL) -n $(KF_NAMESPACE) get secret mlpipeline-minio-artifact -o jsonpath='{.data.accesskey}' | base64 -d) && \
 	      sk=$$($(KUBECTL) -n $(KF_NAMESPACE) get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d) && \
 	      [ -n "$$ak" ] && [ -n "$$sk" ] && (umask 077 && printf 'MINIO_ACCESS_KEY=%s\nMINIO_SECRET_KEY=%s\n' "$$ak" "$$sk" > $(SECRET_ENV)) && \

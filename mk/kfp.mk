@@ -2,15 +2,20 @@
 #
 #   make submit   PROFILE=gke-a100 KFP_ENDPOINT=https://host PARAMS='input_uri=s3://streamguard/data/devign.jsonl'
 #                 upload the compiled pipeline as a new version of pipeline $(KFP_PIPELINE), start a run of it
-#   make schedule PROFILE=gke-a100 KFP_ENDPOINT=... SCHEDULE='0 0 2 * * *' SCHEDULE_PARAMS='input_uri=...'
-#                 upload a new version and create a recurring run of it: enabled, max concurrency 1, no catch-up
+#                 (`kfp run create`); data_version is filled from the data's ETag / size+mtime unless given
+#   make schedule PROFILE=gke-a100 KFP_ENDPOINT=... SCHEDULE='0 0 2 * * *' SCHEDULE_PARAMS='input_uri=... profile=production'
+#                 upload a new version and create a recurring run of it (kfp.Client, typed parameters):
+#                 enabled, max concurrency 1, no catch-up; each run reads its data's version itself
 #   make runs     KFP_ENDPOINT=...   list runs and recurring runs, newest first
 #
-# PARAMS are NAME=VALUE words handed to `kfp run create` (values are parsed as JSON when they are JSON:
-# seeds=[42,7] require_gpu=true); single-quote a value that holds spaces or double quotes:
+# PARAMS are NAME=VALUE words, checked against the compiled pipeline's inputs (names, required ones,
+# types: seeds=[42,7] require_gpu=true, JSON for lists/dicts); single-quote a value that holds spaces
+# or double quotes:
 #   PARAMS="input_uri=s3://streamguard/data/x.jsonl 'overrides={\"train\": {\"epochs\": 3}}'"
-# `kfp recurring-run create` sends every value as a string, so SCHEDULE_PARAMS may only set string
-# parameters (input_uri, profile, store_uri); the others keep their defaults.
+# data_version: `make submit` fills it from the data (needs MINIO_* here for s3://; otherwise left empty
+# and the pipeline's source_version step reads it in the cluster). `make schedule` leaves it empty so
+# that every scheduled run reads the version of the data as it is then (a fixed value would let
+# KFP's cache serve the first night's dataset forever).
 # KFP_ARGS: extra global kfp options (--namespace NS, --existing-token TOKEN, ...).
 
 KFP ?= $(if $(wildcard $(VENV)/bin/kfp),$(VENV)/bin/kfp,kfp)
@@ -60,19 +65,20 @@ kfp-package:
 submit: kfp-check kfp-package
 	@set -euf -o pipefail; set +B; \
 	$(KFP_HELPER) check-params $(KFP_PACKAGE) $(PARAMS); \
+	dv=$$($(KFP_HELPER) data-version $(PARAMS)); \
 	$(kfp_upload_version); \
-	echo "== starting run $(RUN_NAME) in experiment $(KFP_EXPERIMENT)"; \
+	echo "== starting run $(RUN_NAME) in experiment $(KFP_EXPERIMENT)$${dv:+ (data_version $$dv)}"; \
 	$(KFP_CLI) run create --experiment-name $(KFP_EXPERIMENT) --run-name "$(RUN_NAME)" \
-	  --pipeline-id "$$pid" --version "$$vid" $(PARAMS)
+	  --pipeline-id "$$pid" --version "$$vid" $(PARAMS) $${dv:+"data_version=$$dv"}
 
 schedule: kfp-check kfp-package
 	@set -euf -o pipefail; set +B; \
 	set -- $(SCHEDULE); test $$# -eq 6 || { echo "error: SCHEDULE='$(SCHEDULE)': a cron expression needs 6 fields (second minute hour day month weekday), got $$#" >&2; exit 2; }; \
-	$(KFP_HELPER) check-params $(KFP_PACKAGE) --strings-only $(SCHEDULE_PARAMS); \
+	$(KFP_HELPER) check-params $(KFP_PACKAGE) $(SCHEDULE_PARAMS); \
 	$(kfp_upload_version); \
 	echo "== creating recurring run $(SCHEDULE_NAME): '$(SCHEDULE)', enabled, max concurrency 1, no catch-up"; \
-	$(KFP_CLI) recurring-run create --experiment-name $(KFP_EXPERIMENT) --job-name "$(SCHEDULE_NAME)" \
-	  --cron-expression "$(SCHEDULE)" --enabled --max-concurrency 1 --no-catchup \
+	PYTHONWARNINGS=ignore::FutureWarning $(KFP_HELPER) schedule $(KFP_PACKAGE) --endpoint $(KFP_ENDPOINT) $(KFP_ARGS) \
+	  --experiment $(KFP_EXPERIMENT) --name "$(SCHEDULE_NAME)" --cron "$(SCHEDULE)" \
 	  --pipeline-id "$$pid" --version-id "$$vid" $(SCHEDULE_PARAMS)
 
 runs: kfp-check

@@ -43,7 +43,30 @@ def compile_pipeline(output: str | Path | None = None, profile: str = "local", *
     output.parent.mkdir(parents=True, exist_ok=True)
     pipeline = build_pipeline(configure(prof), cache_training=cache_training, seed_parallelism=prof.seed_parallelism)
     compiler.Compiler().compile(pipeline, package_path=str(output))
+    _declared_defaults(output, pipeline)
     return output
+
+
+def _declared_defaults(path: Path, pipeline) -> None:
+    """Write the pipeline inputs' defaults as declared (``[42, 2025, 7]``), not as the SDK's protobuf round
+    trip prints them (``[42.0, 2025.0, 7.0]``: every protobuf number is a double). Same value for the
+    backend; the YAML then reads as the types it is checked against. The file is rewritten the way
+    ``kfp.compiler`` writes it (header comments, then the documents with sorted keys)."""
+    import yaml
+    from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
+
+    docs = list(yaml.safe_load_all(path.read_text()))
+    params = docs[0]["root"].get("inputDefinitions", {}).get("parameters", {})
+    changed = False
+    for name, spec in pipeline.component_spec.inputs.items():
+        written = params.get(name, {}).get("defaultValue")
+        if written is not None and written == spec.default and repr(written) != repr(spec.default):
+            params[name]["defaultValue"] = spec.default
+            changed = True
+    if changed:
+        with open(path, "w") as f:
+            f.write(extract_comments_from_pipeline_spec(docs[0], pipeline.description))
+            yaml.dump_all(docs, f, sort_keys=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,11 @@ retries, timeouts, the Secret/ConfigMap the pods read — and ``apply(profile, s
 task)`` turns it into KFP task settings and ``kfp.kubernetes`` platform settings.
 ``pipelines/compile.py`` passes ``configure(profile)`` to the pipeline as its task hook.
 
+``load_profile`` refuses a profile the open-source backend would run wrongly: a retry whose
+``backoff_max_duration`` is shorter than (retries + 1) x the timeout (Argo counts it from the
+first attempt, so a long attempt is never retried), a retry without a timeout, a non-integral
+backoff factor (Argo reads it as an integer), and a pull policy that never pulls a rebuilt tag.
+
 The ``local`` profile has no ``kubernetes:`` section and adds no Kubernetes settings
 (``kfp.local`` runs it on this machine). Credentials never appear here: only the
 *names* of the Secret and ConfigMap and of their keys.
@@ -20,12 +25,14 @@ import yaml
 
 from pipelines.streamguard_pipeline import TRAINING_STAGES
 from streamguard.errors import UserError
+from streamguard.train.device import REQUIRE_CUDA_ENV
 from streamguard.typed import build
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUME = "dshm"
 SHM_PATH = "/dev/shm"
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 class ProfileError(UserError):
@@ -38,7 +45,21 @@ class Retry:
     num_retries: int = 3
     backoff_duration: str = "60s"
     backoff_factor: float = 2.0
-    backoff_max_duration: str = "3600s"
+    """Argo reads the factor as an integer: 2, 3, ... (a fraction stops every retry)."""
+    backoff_max_duration: str | None = None
+    """How long after the *first* attempt's start a retry may still start (Argo ``backoff.maxDuration``).
+    None: (num_retries + 1) x the pool's timeout + the backoffs, so every retry can fire. Set: at least
+    (num_retries + 1) x timeout, or the profile is refused."""
+
+    def seconds(self, timeout_seconds: int) -> tuple[int, int]:
+        """(backoff, max duration) in seconds for a pool whose attempts time out after ``timeout_seconds``."""
+        from kfp.dsl.structures import convert_duration_to_seconds
+
+        backoff = convert_duration_to_seconds(self.backoff_duration)
+        if self.backoff_max_duration is not None:
+            return backoff, convert_duration_to_seconds(self.backoff_max_duration)
+        waits = sum(backoff * int(self.backoff_factor) ** k for k in range(self.num_retries))
+        return backoff, (self.num_retries + 1) * timeout_seconds + waits
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,7 @@ class Pool:
     shm_size: str | None = None
     """Size limit of the memory-backed ``/dev/shm`` emptyDir (PyTorch data loaders); None: no mount."""
     timeout_seconds: int | None = None
+    """Per attempt (the pod's ``activeDeadlineSeconds``)."""
     retry: Retry | None = None
 
 
@@ -79,12 +101,21 @@ class Kubernetes:
     config_map: str = "streamguard-config"
     config_map_env: dict[str, str] = field(default_factory=lambda: {
         "MINIO_ENDPOINT": "MINIO_ENDPOINT", "MINIO_SECURE": "MINIO_SECURE",
-        "STREAMGUARD_BUCKET": "STREAMGUARD_BUCKET", "LR_CACHE_TTL_HOURS": "LR_CACHE_TTL_HOURS"})
-    """ConfigMap key -> environment variable."""
-    store_uri: str = "s3://streamguard"
-    """``STREAMGUARD_STORE`` for every task: the store used when the ``store_uri`` parameter is empty."""
+        "STREAMGUARD_STORE": "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS": "LR_CACHE_TTL_HOURS"})
+    """ConfigMap key -> environment variable. ``STREAMGUARD_STORE`` (from the cluster's ConfigMap, see
+    manifests/) is the store used when the run's ``store_uri`` parameter is empty."""
     preflight_on_gpu: bool = True
     """Run the pre-flight gate on the GPU pool (CUDA image) so that its GPU checks see a GPU."""
+    preflight_timeout_seconds: int = 1800
+    """The gate's timeout. It is never retried: a failed gate fails the run at once and frees the GPU."""
+    allow_cpu_training: bool = False
+    """False: GPU-pool tasks get ``STREAMGUARD_REQUIRE_CUDA=1`` and stop at once (exit 4) without a usable
+    CUDA device, and pre-flight requires a GPU. True: training may fall back to the CPU."""
+    image_pull_policy: str = "Always"
+    """``Always`` pulls a rebuilt image pushed under the same tag; ``IfNotPresent``/``Never`` only with
+    ``image_digests`` (a node would otherwise keep running the image it pulled first)."""
+    image_pull_secrets: tuple[str, ...] = ()
+    """Secrets (``kubernetes.io/dockerconfigjson``, in the run namespace) for a private registry."""
     gpu: Pool = field(default_factory=Pool)
     cpu: Pool = field(default_factory=Pool)
 
@@ -94,6 +125,8 @@ class Profile:
     name: str
     registry: str = "ghcr.io/streamguard"
     """Image registry; images are ``{registry}/streamguard-{cpu,cuda}:{package version}``."""
+    image_digests: dict[str, str] = field(default_factory=dict)
+    """``{cpu: sha256:..., cuda: sha256:...}``: pin the images by digest (``{registry}/streamguard-cpu@sha256:...``)."""
     kubernetes: Kubernetes | None = None
     seed_parallelism: int = 0
     """How many seeds train at once (``dsl.ParallelFor(parallelism=...)``); 0: all. ``local`` uses 1, so a
@@ -102,7 +135,9 @@ class Profile:
     def image(self, gpu: bool) -> str:
         from components._image import VERSION
 
-        return f"{self.registry.rstrip('/')}/streamguard-{'cuda' if gpu else 'cpu'}:{VERSION}"
+        kind = "cuda" if gpu else "cpu"
+        base = f"{self.registry.rstrip('/')}/streamguard-{kind}"
+        return f"{base}@{self.image_digests[kind]}" if kind in self.image_digests else f"{base}:{VERSION}"
 
     def gpu_stages(self) -> tuple[str, ...]:
         """The stages that run on the GPU pool (none for a profile without Kubernetes settings)."""
@@ -136,6 +171,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if profile.name != path.stem:
         raise ProfileError(f"{path}: name: {profile.name!r} must match the file name ({path.stem!r}); "
                            "it names the compiled YAML that `make submit PROFILE=...` uploads")
+    for kind, digest in sorted(profile.image_digests.items()):
+        if kind not in ("cpu", "cuda") or not digest.startswith("sha256:"):
+            raise ProfileError(f"{path}: image_digests.{kind}: {digest!r}: expected cpu/cuda: sha256:<hex>")
     k = profile.kubernetes
     if k is not None:
         if k.gpu.accelerator_count < 1:
@@ -144,7 +182,41 @@ def load_profile(name_or_path: str | Path) -> Profile:
             raise ProfileError(f"{path}: kubernetes.gpu.node_selector: empty (the GPU node-pool label is required)")
         if k.cpu.accelerator_count:
             raise ProfileError(f"{path}: kubernetes.cpu.accelerator_count: CPU stages never request a GPU")
+        if k.image_pull_policy not in PULL_POLICIES:
+            raise ProfileError(f"{path}: kubernetes.image_pull_policy: {k.image_pull_policy!r}: expected one of "
+                               f"{', '.join(PULL_POLICIES)}")
+        if k.image_pull_policy != "Always" and set(profile.image_digests) != {"cpu", "cuda"}:
+            raise ProfileError(f"{path}: kubernetes.image_pull_policy: {k.image_pull_policy!r} with mutable tags "
+                               "never pulls a rebuilt image; use Always, or pin both images in image_digests")
+        if k.preflight_timeout_seconds < 1:
+            raise ProfileError(f"{path}: kubernetes.preflight_timeout_seconds: must be >= 1")
+        for name, pool in (("gpu", k.gpu), ("cpu", k.cpu)):
+            _check_retry(path, f"kubernetes.{name}", pool)
     return profile
+
+
+def _check_retry(path: Path, where: str, pool: Pool) -> None:
+    """A retry must be able to fire for an attempt that runs until its timeout (pipelines/spec_check.py)."""
+    r = pool.retry
+    if r is None or r.num_retries == 0:
+        return
+    if r.num_retries < 0:
+        raise ProfileError(f"{path}: {where}.retry.num_retries: {r.num_retries}: must be >= 0")
+    if not pool.timeout_seconds:
+        raise ProfileError(f"{path}: {where}.retry: retries need {where}.timeout_seconds (Argo counts "
+                           "backoff_max_duration from the first attempt; without a timeout no bound holds)")
+    if not float(r.backoff_factor).is_integer() or r.backoff_factor < 1:
+        raise ProfileError(f"{path}: {where}.retry.backoff_factor: {r.backoff_factor}: must be a whole number >= 1 "
+                           "(Argo parses the factor as an integer; a fraction stops every retry)")
+    try:
+        _, max_duration = r.seconds(pool.timeout_seconds)
+    except ValueError as e:
+        raise ProfileError(f"{path}: {where}.retry: {e}") from None
+    need = (r.num_retries + 1) * pool.timeout_seconds
+    if max_duration < need:
+        raise ProfileError(f"{path}: {where}.retry.backoff_max_duration: {r.backoff_max_duration} = {max_duration}s "
+                           f"< (num_retries {r.num_retries} + 1) x timeout_seconds {pool.timeout_seconds} = {need}s: "
+                           "a long attempt would never be retried; raise it or leave it out")
 
 
 def apply(profile: Profile, stage: str, task) -> None:
@@ -157,6 +229,7 @@ def apply(profile: Profile, stage: str, task) -> None:
     from kfp import kubernetes
 
     pool = k.gpu if gpu else k.cpu
+    timeout = k.preflight_timeout_seconds if stage == "preflight" else pool.timeout_seconds
     task.set_cpu_request(pool.cpu_request).set_cpu_limit(pool.cpu_limit)
     task.set_memory_request(pool.memory_request).set_memory_limit(pool.memory_limit)
     if pool.accelerator_count:
@@ -168,16 +241,20 @@ def apply(profile: Profile, stage: str, task) -> None:
     if pool.shm_size:
         kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path=SHM_PATH, medium="Memory",
                                    size_limit=pool.shm_size)
-    if pool.retry:
+    if pool.retry and pool.retry.num_retries and stage != "preflight":
         r = pool.retry
-        task.set_retry(num_retries=r.num_retries, backoff_duration=r.backoff_duration,
-                       backoff_factor=r.backoff_factor, backoff_max_duration=r.backoff_max_duration)
-    if pool.timeout_seconds:
-        kubernetes.set_timeout(task, pool.timeout_seconds)
+        backoff, max_duration = r.seconds(pool.timeout_seconds)
+        task.set_retry(num_retries=r.num_retries, backoff_duration=f"{backoff}s",
+                       backoff_factor=float(int(r.backoff_factor)), backoff_max_duration=f"{max_duration}s")
+    if timeout:
+        kubernetes.set_timeout(task, timeout)
+    kubernetes.set_image_pull_policy(task, k.image_pull_policy)
+    if k.image_pull_secrets:
+        kubernetes.set_image_pull_secrets(task, list(k.image_pull_secrets))
     kubernetes.use_secret_as_env(task, secret_name=k.secret, secret_key_to_env=dict(k.secret_env))
     kubernetes.use_config_map_as_env(task, config_map_name=k.config_map, config_map_key_to_env=dict(k.config_map_env))
-    if k.store_uri:
-        task.set_env_variable("STREAMGUARD_STORE", k.store_uri)
+    if gpu and not k.allow_cpu_training:
+        task.set_env_variable(REQUIRE_CUDA_ENV, "1")
     if stage == "preflight" and k.gpu.node_selector:
         # the pre-flight cluster check looks for allocatable GPUs in exactly this pool
         task.set_env_variable("STREAMGUARD_GPU_NODE_SELECTOR",

@@ -1,11 +1,11 @@
 """The StreamGuard training pipeline (KFP v2).
 
-ingest -> build_graphs -> preflight -> ParallelFor(seed): train_transformer,
+source_version -> ingest -> build_graphs -> preflight -> ParallelFor(seed): train_transformer,
 train_gnn -> train_fusion -> aggregate (dsl.Collected fan-in).
 """
 
 
-from typing import Callable, NamedTuple
+from typing import Callable, List, NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
@@ -15,6 +15,7 @@ from components.aggregate import aggregate
 from components.build_graphs import build_graphs
 from components.ingest import ingest
 from components.preflight import preflight
+from components.source_version import source_version
 from components.train_fusion import train_fusion
 from components.train_gnn import train_gnn
 from components.train_transformer import train_transformer
@@ -31,7 +32,7 @@ class Outputs(NamedTuple):
 
 TaskHook = Callable[[str, PipelineTask], None]
 """``hook(stage, task)``: called once per task while the graph is built; ``stage`` is the component's
-name (``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``, ``train_fusion``,
+name (``source_version``, ``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``, ``train_fusion``,
 ``aggregate``). ``pipelines/platform.py`` uses it to apply a compile profile's Kubernetes settings."""
 
 CACHEABLE_STAGES = ("ingest", "build_graphs", "aggregate")
@@ -57,23 +58,30 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
                   description="Train a vulnerable-C-function detector: transformer, GNN and fusion over several seeds.")
     def streamguard_training(
         input_uri: str,
-        seeds: list = DEFAULT_SEEDS,
+        seeds: List[int] = DEFAULT_SEEDS,
         profile: str = "demo",
         overrides: dict = {},
         store_uri: str = "",
         require_gpu: bool = False,
+        data_version: str = "",
     ) -> Outputs:
         """``input_uri``: dataset (path, URL or s3:// URI); ``profile``: config profile; ``overrides``: nested
         config overrides; ``store_uri``: object store for checkpoints, LR cache and graph shards
-        (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA."""
+        (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA; ``data_version``: the
+        dataset's version (empty: read at run time by ``source_version``, never cached), part of ingest's
+        cache key, so that a changed object at the same URI is ingested again."""
         common = dict(profile=profile, overrides=overrides)
-        data = setup("ingest", ingest(input_uri=input_uri, **common).set_display_name("ingest"))
+        version = setup("source_version", source_version(input_uri=input_uri, data_version=data_version)
+                        .set_display_name("data version"))
+        data = setup("ingest", ingest(input_uri=input_uri, data_version=version.output,
+                                      **common).set_display_name("ingest"))
         graphs = setup("build_graphs", build_graphs(data=data.outputs["data"], store_uri=store_uri,
                                                     **common).set_display_name("build graphs"))
         gate = setup("preflight", preflight(data=data.outputs["data"], graphs=graphs.outputs["graphs"], store_uri=store_uri,
                                             require_gpu=require_gpu, **common).set_display_name("pre-flight"))
         run_key = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        with dsl.ParallelFor(seeds, name="seeds", parallelism=seed_parallelism) as seed:
+        # No ParallelFor(name=...): backends before 2.16 lose a renamed loop's outputs (pipelines/spec_check.py).
+        with dsl.ParallelFor(seeds, parallelism=seed_parallelism) as seed:
             tr = setup("train_transformer", train_transformer(
                 data=data.outputs["data"], seed=seed, store_uri=store_uri, run_key=run_key,
                 **common).after(gate).set_display_name("train transformer"))

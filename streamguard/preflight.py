@@ -704,7 +704,9 @@ def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str
     transformer's smoke test took 8 s on one thread and 16-58 s on two (OpenMP threads waiting on each other).
     """
     from streamguard.smoke import ProbeContext
+    from streamguard.train.device import cuda_required
 
+    require_gpu = require_gpu or cuda_required()  # $STREAMGUARD_REQUIRE_CUDA: set by cluster profiles on GPU tasks
     t0 = time.time()
     selected = _selected(checks)
     results: list[CheckResult] = []

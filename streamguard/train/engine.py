@@ -46,6 +46,7 @@ from streamguard.storage import ObjectStore
 from streamguard.train import amp as amp_mod
 from streamguard.train.checkpoint import CheckpointWriter, load_checkpoint, set_rng_state
 from streamguard.train.collapse import CollapseMonitor, handle_collapse
+from streamguard.train.device import cuda_required, resolve_device
 from streamguard.train.interface import class_weights_from_labels, loss_fn, move_to
 from streamguard.train.lr_cache import LRCache, resolve_lr
 from streamguard.train.lr_finder import find_lr
@@ -192,7 +193,7 @@ def fit(job: TrainJob) -> TrainResult:
     if tc.num_threads > 0:
         torch.set_num_threads(tc.num_threads)
     seed_everything(job.seed, tc.deterministic)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(require_cuda=cuda_required())
     model = job.model.to(device)
     amp_ctx = amp_mod.make_amp(device, tc.amp)
     train_labels = job.labels(job.train)

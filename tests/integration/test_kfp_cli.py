@@ -1,10 +1,12 @@
 """`make submit`, `make schedule` and `make runs` against a double of the KFP v2beta1 REST API.
 
 The test starts a small HTTP server on 127.0.0.1 that implements the endpoints the
-`kfp` CLI calls and records every request, runs the exact Make targets (which run the
-`kfp` CLI) with KFP_ENDPOINT pointing at it, and asserts what was sent: the compiled
-pipeline spec uploaded as a new pipeline version, the run's parameters and pipeline
-version, and the recurring run's cron, enabled state, max concurrency and catch-up.
+`kfp` CLI and `kfp.Client` call and records every request, runs the exact Make targets
+(`kfp` CLI for uploads, runs and lists; kfp.Client for recurring runs) with KFP_ENDPOINT
+pointing at it, and asserts what was sent: the compiled pipeline spec uploaded as a new
+pipeline version, the run's parameters (typed, data_version filled from the data) and
+pipeline version, and the recurring run's cron, enabled state, max concurrency, catch-up
+and typed parameters.
 """
 
 from __future__ import annotations
@@ -189,6 +191,7 @@ def no_unknown_endpoints(api: KfpApiDouble) -> None:
 
 
 SUBMIT_PARAMS = ("input_uri=s3://streamguard/data/devign.jsonl profile=production seeds=[42,7] require_gpu=true "
+                 "data_version=etag:0123abcd "
                  "'overrides={\"train\": {\"epochs\": 3}, \"data\": {\"max_bad_share\": 0.01}}'")
 
 
@@ -226,19 +229,22 @@ def test_submit_uploads_a_new_version_and_runs_it(kfp_api, tmp_path):
     assert "pipeline_spec" not in run  # runs the uploaded version, not an inline copy
     assert run["runtime_config"]["parameters"] == {
         "input_uri": "s3://streamguard/data/devign.jsonl", "profile": "production", "seeds": [42, 7],
-        "require_gpu": True, "overrides": {"train": {"epochs": 3}, "data": {"max_bad_share": 0.01}}}
+        "require_gpu": True, "overrides": {"train": {"epochs": 3}, "data": {"max_bad_share": 0.01}},
+        "data_version": "etag:0123abcd"}  # given: used as is
     no_unknown_endpoints(kfp_api)
 
     # second submit: the pipeline exists -> only a new version, and a second run of it
     ok(make("submit", kfp_api, tmp_path, PROFILE="gke-a100", KFP_VERSION_NAME="v-test-2", RUN_NAME="run-test-2",
-            PARAMS="input_uri=s3://streamguard/data/devign.jsonl"))
+            PARAMS="input_uri=s3://streamguard/data/devign.jsonl data_version="))
     assert len(kfp_api.sent("POST", "/pipelines/upload")) == 1
     assert [r["query"]["name"] for r in kfp_api.sent("POST", "/pipelines/upload_version")] == [["v-test-1"],
                                                                                                ["v-test-2"]]
     run2 = json.loads(kfp_api.sent("POST", "/runs")[1]["body"])
     v2 = next(v for v in kfp_api.versions.values() if v["display_name"] == "v-test-2")
     assert run2["pipeline_version_reference"]["pipeline_version_id"] == v2["pipeline_version_id"]
-    assert run2["runtime_config"]["parameters"] == {"input_uri": "s3://streamguard/data/devign.jsonl"}
+    # data_version given empty: not filled here; the run's source_version step reads it in the cluster
+    assert run2["runtime_config"]["parameters"] == {"input_uri": "s3://streamguard/data/devign.jsonl",
+                                                    "data_version": ""}
 
     # make runs lists runs and recurring runs
     out = ok(make("runs", kfp_api, tmp_path)).stdout
@@ -246,10 +252,37 @@ def test_submit_uploads_a_new_version_and_runs_it(kfp_api, tmp_path):
     assert kfp_api.sent("GET", "/runs") and kfp_api.sent("GET", "/recurringruns")
 
 
-def test_schedule_creates_an_enabled_recurring_run(kfp_api, tmp_path):
+def test_submit_fills_data_version_from_a_local_file(kfp_api, tmp_path):
+    from streamguard.data.version import data_version
+
+    data = tmp_path / "devign.jsonl"
+    data.write_text('{"id": 1, "func": "int f(void) { return 0; }", "target": 0}\n')
+    ok(make("submit", kfp_api, tmp_path, PROFILE="gke-a100", PARAMS=f"input_uri={data}"))
+    params = json.loads(kfp_api.sent("POST", "/runs")[0]["body"])["runtime_config"]["parameters"]
+    assert params == {"input_uri": str(data), "data_version": data_version(str(data))}
+    assert params["data_version"].startswith("stat:")
+    data.write_text('{"id": 2, "func": "int g(void) { return 1; }", "target": 1}\n')  # the data changes
+    ok(make("submit", kfp_api, tmp_path, PROFILE="gke-a100", PARAMS=f"input_uri={data}"))
+    second = json.loads(kfp_api.sent("POST", "/runs")[1]["body"])["runtime_config"]["parameters"]
+    assert second["data_version"] == data_version(str(data)) != params["data_version"]  # new cache key
+
+
+def test_submit_fills_data_version_from_an_s3_etag(kfp_api, tmp_path, s3_store):
+    s3_store.put_bytes("data/devign.jsonl", b'{"id": 1}\n')
+    uri = f"s3://{s3_store.bucket}/{s3_store.prefix}/data/devign.jsonl"
+    etag = s3_store.client.stat_object(s3_store.bucket, f"{s3_store.prefix}/data/devign.jsonl").etag
+    ok(make("submit", kfp_api, tmp_path, PROFILE="gke-a100", PARAMS=f"input_uri={uri}"))
+    params = json.loads(kfp_api.sent("POST", "/runs")[0]["body"])["runtime_config"]["parameters"]
+    assert params == {"input_uri": uri, "data_version": f"etag:{etag}"}
+
+
+SCHEDULE_PARAMS = ("input_uri=s3://streamguard/data/primevul.jsonl profile=production seeds=[1,2] require_gpu=true "
+                   "'overrides={\"train\": {\"epochs\": 3}}'")
+
+
+def test_schedule_creates_an_enabled_recurring_run_with_typed_parameters(kfp_api, tmp_path):
     ok(make("schedule", kfp_api, tmp_path, PROFILE="generic-a100", KFP_VERSION_NAME="v-nightly",
-            SCHEDULE="0 30 1 * * 1-5", SCHEDULE_NAME="nightly-test",
-            SCHEDULE_PARAMS="input_uri=s3://streamguard/data/primevul.jsonl profile=production"))
+            SCHEDULE="0 30 1 * * 1-5", SCHEDULE_NAME="nightly-test", SCHEDULE_PARAMS=SCHEDULE_PARAMS))
     (upload,) = kfp_api.sent("POST", "/pipelines/upload_version")
     assert kfp_api.multipart(upload)["uploadfile"] == (
         REPO / "pipelines" / "compiled" / "streamguard_training.generic-a100.yaml").read_bytes()
@@ -265,21 +298,32 @@ def test_schedule_creates_an_enabled_recurring_run(kfp_api, tmp_path):
     version = next(v for v in kfp_api.versions.values() if v["display_name"] == "v-nightly")
     assert rr["pipeline_version_reference"] == {"pipeline_id": version["pipeline_id"],
                                                 "pipeline_version_id": version["pipeline_version_id"]}
-    assert rr["runtime_config"]["parameters"] == {"input_uri": "s3://streamguard/data/primevul.jsonl",
-                                                  "profile": "production"}
+    assert rr["experiment_id"] == next(e for e in kfp_api.experiments.values()
+                                       if e["display_name"] == "streamguard")["experiment_id"]
+    params = rr["runtime_config"]["parameters"]
+    # typed as the compiled pipeline declares them (the string-only CLI would send "[1,2]" and "true")
+    assert params == {"input_uri": "s3://streamguard/data/primevul.jsonl", "profile": "production",
+                      "seeds": [1, 2], "require_gpu": True, "overrides": {"train": {"epochs": 3}}}
+    assert isinstance(params["seeds"], list) and params["require_gpu"] is True
+    # no data_version pinned: every scheduled run's source_version step reads the data as it is that night
+    assert "data_version" not in params
     no_unknown_endpoints(kfp_api)
 
 
-def test_schedule_default_cron_has_six_fields(kfp_api, tmp_path):
-    ok(make("schedule", kfp_api, tmp_path, PROFILE="gke-a100", SCHEDULE_PARAMS="input_uri=s3://b/x.jsonl"))
+def test_schedule_keeps_a_string_parameter_a_string(kfp_api, tmp_path):
+    ok(make("schedule", kfp_api, tmp_path, PROFILE="gke-a100",
+            SCHEDULE_PARAMS="input_uri=s3://b/x.jsonl data_version=20260101 store_uri=true"))
     rr = json.loads(kfp_api.sent("POST", "/recurringruns")[0]["body"])
-    assert rr["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"
+    assert rr["runtime_config"]["parameters"] == {"input_uri": "s3://b/x.jsonl", "data_version": "20260101",
+                                                  "store_uri": "true"}
+    assert rr["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"  # the default: every day at 02:00:00
     assert rr["mode"] == "ENABLE" and int(rr["max_concurrency"]) == 1 and rr["no_catchup"] is True
 
 
 @pytest.mark.parametrize("variables, message", [
     (dict(SCHEDULE="0 2 * * *", SCHEDULE_PARAMS="input_uri=s3://b/x"), "needs 6 fields"),
-    (dict(SCHEDULE_PARAMS="input_uri=s3://b/x seeds=[1,2]"), "'seeds' (LIST)"),
+    (dict(SCHEDULE_PARAMS="input_uri=s3://b/x seeds=1,2"), "'seeds' (LIST): '1,2' is not a JSON list"),
+    (dict(SCHEDULE_PARAMS="input_uri=s3://b/x require_gpu=yes"), "'require_gpu' (BOOLEAN): 'yes' is not a JSON true/false"),
     (dict(SCHEDULE_PARAMS="profile=demo"), "'input_uri': required"),
     (dict(SCHEDULE_PARAMS="input_uri=s3://b/x epochs=3"), "'epochs': the pipeline has no such input"),
 ])
@@ -302,3 +346,36 @@ def test_compiled_package_path_follows_the_profile():
                           "KFP_ENDPOINT=http://127.0.0.1:9", "PARAMS=input_uri=x"],
                          capture_output=True, text=True, timeout=60).stdout
     assert re.search(r"pipeline create-version .*pipelines/compiled/streamguard_training\.generic-a100\.yaml", out)
+
+
+def _documented_run_create(path: Path) -> str:
+    """The `make compile PROFILE=gke-a100 && kfp ... run create ...` command of a doc, its `kfp` part."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("make compile PROFILE=gke-a100 && kfp "))
+    command = []
+    for line in lines[start:]:
+        command.append(line.rstrip("\\").strip())
+        if not line.endswith("\\"):
+            break
+    return " ".join(command).removeprefix("make compile PROFILE=gke-a100 && ")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/kubeflow.md"])
+def test_the_documented_kfp_run_create_command_works(kfp_api, tmp_path, doc):
+    """The walk-through's command, verbatim (the compile step is what make compile already committed)."""
+    command = _documented_run_create(REPO / doc)
+    assert " run create --experiment-name streamguard " in command and "--package-file " in command
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", HOME=str(tmp_path),
+               KFP_ENDPOINT=kfp_api.endpoint, NO_PROXY="127.0.0.1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_req,) = kfp_api.sent("POST", "/runs")
+    run = json.loads(run_req["body"])
+    # the compiled gke-a100 file, inline, with its Kubernetes platform spec
+    inline = run["pipeline_spec"]
+    assert inline["pipeline_spec"]["pipelineInfo"]["name"] == "streamguard-training"
+    assert "cloud.google.com/gke-accelerator" in json.dumps(inline["platform_spec"])
+    params = run["runtime_config"]["parameters"]
+    assert params["input_uri"] == "s3://streamguard/data/devign.jsonl" and params["profile"] == "production"
+    no_unknown_endpoints(kfp_api)

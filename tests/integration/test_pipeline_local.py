@@ -41,8 +41,12 @@ def _outputs(task_dir: Path) -> dict:
 def test_every_stage_ran_and_summary_holds_three_models_times_seeds(run):
     work, out = run
     root = Path(out["pipeline_root"])
-    for task in ("ingest", "build-graphs", "preflight", "train-transformer", "train-gnn", "train-fusion", "aggregate"):
+    for task in ("source-version", "ingest", "build-graphs", "preflight", "train-transformer", "train-gnn",
+                 "train-fusion", "aggregate"):
         assert _task_dirs(root, task), f"no output of task {task} under {root}"
+    # the input's version, read at run time, reached ingest (its cache key) and its Dataset's metadata
+    (ingest_dir,) = _task_dirs(root, "ingest")
+    assert _outputs(ingest_dir)["data"]["metadata"]["data_version"].startswith("stat:")
     summary = json.loads((Path(out["summary"]) / "production_summary.json").read_text())
     assert set(summary["models"]) == {"transformer", "gnn", "fusion"}
     for fam, m in summary["models"].items():

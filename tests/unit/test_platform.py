@@ -66,6 +66,21 @@ def test_the_three_profiles_load():
      "kubernetes.gpu.tolerations[0].effect: unknown value 'NoScheduel' (allowed: NoSchedule, PreferNoSchedule, NoExecute)"),
     (lambda t: t.replace("operator: Exists", "operator: exists"),
      "kubernetes.gpu.tolerations[0].operator: unknown value 'exists' (allowed: Exists, Equal)"),
+    # retries that could never fire for a full-length attempt (Argo counts max duration from the first start)
+    (lambda t: t.replace("backoff_factor: 2}\n  cpu:", "backoff_factor: 2, backoff_max_duration: 1800s}\n  cpu:"),
+     "kubernetes.gpu.retry.backoff_max_duration: 1800s = 1800s < (num_retries 3 + 1) x timeout_seconds 86400 = "
+     "345600s"),
+    (lambda t: t.replace("    timeout_seconds: 21600\n", ""), "kubernetes.cpu.retry: retries need "
+                                                             "kubernetes.cpu.timeout_seconds"),
+    (lambda t: t.replace("backoff_duration: 30s, backoff_factor: 2}", "backoff_duration: 30s, backoff_factor: 1.5}"),
+     "kubernetes.cpu.retry.backoff_factor: 1.5: must be a whole number"),
+    (lambda t: t.replace("backoff_duration: 30s,", "backoff_duration: soon,"), "kubernetes.cpu.retry:"),
+    (lambda t: t.replace("image_pull_policy: Always", "image_pull_policy: IfNotPresent"),
+     "kubernetes.image_pull_policy: 'IfNotPresent' with mutable tags never pulls a rebuilt image"),
+    (lambda t: t.replace("image_pull_policy: Always", "image_pull_policy: Sometimes"),
+     "kubernetes.image_pull_policy: 'Sometimes': expected one of Always, IfNotPresent, Never"),
+    (lambda t: t.replace("registry: ghcr.io/streamguard", "registry: ghcr.io/streamguard\nimage_digests: {cpu: abc}"),
+     "image_digests.cpu: 'abc': expected"),
 ])
 def test_a_bad_profile_names_file_and_field(tmp_path, edit, message):
     path = write_profile(tmp_path, edit(GKE))
@@ -96,6 +111,51 @@ def test_compile_cli_rejects_a_mistyped_choice_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tolerations[0].effect: unknown value 'NoScheduel'" in err
     assert not (tmp_path / "out.yaml").exists()
+
+
+def test_compile_refuses_a_retry_that_cannot_fire_in_one_line(tmp_path):
+    bad = write_profile(tmp_path, GKE.replace("backoff_duration: 30s, backoff_factor: 2}",
+                                              "backoff_duration: 30s, backoff_factor: 2, backoff_max_duration: 600s}"))
+    proc = subprocess.run([sys.executable, "-m", "pipelines.compile", "--profile", str(bad), "--output",
+                           str(tmp_path / "out.yaml")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"{bad}: kubernetes.cpu.retry.backoff_max_duration: 600s = 600s < (num_retries 2 + 1)" in proc.stderr
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_gpu_means_gpu_unless_the_profile_allows_cpu(tmp_path):
+    """GPU-pool tasks (training + pre-flight) get STREAMGUARD_REQUIRE_CUDA=1; allow_cpu_training: true drops it;
+    pre-flight off the GPU pool runs on the CPU image and does not require CUDA itself."""
+    def env(path):
+        return {name: {e["name"]: e["value"] for e in ex["container"].get("env", [])}
+                for name, ex in executors(path).items()}
+
+    strict = env(compile_pipeline(tmp_path / "strict.yaml", str(write_profile(tmp_path, GKE))))
+    assert {n for n, e in strict.items() if e.get("STREAMGUARD_REQUIRE_CUDA") == "1"} == {
+        "exec-train-transformer", "exec-train-gnn", "exec-train-fusion", "exec-preflight"}
+    lenient = env(compile_pipeline(tmp_path / "lenient.yaml", str(write_profile(
+        tmp_path, GKE.replace("allow_cpu_training: false", "allow_cpu_training: true")))))
+    assert not [n for n, e in lenient.items() if "STREAMGUARD_REQUIRE_CUDA" in e]
+    cpu_gate = env(compile_pipeline(tmp_path / "cpu_gate.yaml", str(write_profile(
+        tmp_path, GKE.replace("preflight_on_gpu: true", "preflight_on_gpu: false")))))
+    assert "STREAMGUARD_REQUIRE_CUDA" not in cpu_gate["exec-preflight"]
+    assert cpu_gate["exec-train-gnn"]["STREAMGUARD_REQUIRE_CUDA"] == "1"
+
+
+def test_image_pull_secrets_and_digests(tmp_path):
+    text = (GKE.replace("image_pull_secrets: []", "image_pull_secrets: [streamguard-registry]")
+            .replace("image_pull_policy: Always", "image_pull_policy: IfNotPresent")
+            .replace("registry: ghcr.io/streamguard",
+                     "registry: ghcr.io/streamguard\nimage_digests: {cpu: 'sha256:" + "a" * 64 + "', cuda: 'sha256:"
+                     + "b" * 64 + "'}"))
+    out = compile_pipeline(tmp_path / "out.yaml", str(write_profile(tmp_path, text)))
+    ex = executors(out)
+    assert ex["exec-ingest"]["container"]["image"] == "ghcr.io/streamguard/streamguard-cpu@sha256:" + "a" * 64
+    assert ex["exec-train-gnn"]["container"]["image"] == "ghcr.io/streamguard/streamguard-cuda@sha256:" + "b" * 64
+    k8s = docs(out)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for cfg in k8s.values():
+        assert cfg["imagePullPolicy"] == "IfNotPresent"
+        assert [s["secretName"] for s in cfg["imagePullSecret"]] == ["streamguard-registry"]
 
 
 def test_registry_and_gpu_placement_are_profile_settings(tmp_path):
