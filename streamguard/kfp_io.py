@@ -49,7 +49,7 @@ def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides:
     """The body of the three training components: train one family for one seed, then fill the artifacts."""
     from streamguard import training
     from streamguard.aggregate import read_predictions
-    from streamguard.cli import run_stage
+    from streamguard.stage import run_stage
     from streamguard.config import load_config
     from streamguard.storage import open_store
 
