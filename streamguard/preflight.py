@@ -16,7 +16,8 @@ Checks (names as in ``checks=`` and in the report):
 ``safety``
     Self-tests of the safety features training relies on: ``safety_atomic_json``
     (a crash at fsync or at the rename leaves the old file intact and no temp
-    file), ``safety_amp_order`` (``amp.backward_step`` with a recording scaler
+    file), ``safety_amp_order`` (``step.train_step``, the one training step of
+    the engine, the LR finder and the probes, with a recording scaler
     and optimizer calls scale → backward → unscale_ → clip → step → update, and
     clips the *unscaled* gradients), ``safety_lr_fallback`` (an LR finder whose
     loss raises returns the fallback LR with source ``fallback`` and leaves the
@@ -228,14 +229,14 @@ class _RecordingScaler:
         self.events.append("update")
 
 
-def check_amp_order(backward_step: Callable | None = None) -> CheckResult:
-    """``backward_step`` must call scale → backward → unscale_ → clip → optimizer step → update, and clip the
-    unscaled gradients (so ``max_norm`` means what it says under fp16)."""
+def check_amp_order(train_step: Callable | None = None) -> CheckResult:
+    """``train_step`` (default: ``step.train_step``) must call scale → backward → unscale_ → clip → optimizer
+    step → update, and clip the unscaled gradients (so ``max_norm`` means what it says under fp16)."""
     from unittest import mock
 
-    from streamguard.train import amp
+    from streamguard.train import step
 
-    backward_step = backward_step or amp.backward_step
+    train_step = train_step or step.train_step
     events: list[str] = []
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -259,14 +260,14 @@ def check_amp_order(backward_step: Callable | None = None) -> CheckResult:
     loss = (model(x) ** 2).mean()  # large gradients: the unscaled norm is well above max_norm
     max_norm = 1.0
     with mock.patch.object(torch.nn.utils, "clip_grad_norm_", clip):
-        backward_step(loss, opt, scaler, params, max_norm)
+        train_step(loss, opt, scaler, params, max_norm)
     compact = [e for i, e in enumerate(events) if e != "backward" or (i and events[i - 1] != "backward")]
     expected = ["scale", "backward", "unscale_", "clip", "step", "optimizer.step", "update"]
     vals = {"calls": compact, "expected": expected, "norm_at_unscale": scaler.seen_norms.get("unscale_"),
             "norm_into_clip": clip_seen.get("norm_in"), "norm_at_step": scaler.seen_norms.get("step"),
             "max_norm": max_norm}
     if compact != expected:
-        return CheckResult("safety_amp_order", "fail", f"backward_step called {' → '.join(compact) or 'nothing'}; "
+        return CheckResult("safety_amp_order", "fail", f"train_step called {' → '.join(compact) or 'nothing'}; "
                                                        f"expected {' → '.join(expected)}", vals)
     at_step = scaler.seen_norms.get("step", math.inf)
     true_norm = scaler.seen_norms.get("unscale_", 0.0) / scaler.scale_factor  # > max_norm by construction

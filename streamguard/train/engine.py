@@ -3,7 +3,8 @@
 ``fit(job)`` trains ``job.model`` on ``job.train`` with:
 
 * AMP (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) and
-  gradient clipping after ``scaler.unscale_`` (``amp.backward_step``);
+  gradient clipping after ``scaler.unscale_`` (``step.train_step``, the one
+  training step, which the LR finder uses too, with the same scaler and clip);
 * class weights from the training labels; early stopping on validation F1; the
   decision threshold tuned on validation (max F1) and applied unchanged to test;
   the best weights are what is returned and exported;
@@ -49,6 +50,7 @@ from streamguard.train.collapse import CollapseMonitor, handle_collapse
 from streamguard.train.interface import class_weights_from_labels, loss_fn, move_to
 from streamguard.train.lr_cache import LRCache, resolve_lr
 from streamguard.train.lr_finder import find_lr
+from streamguard.train.step import make_optimizer, train_step
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +166,6 @@ def _linear_schedule(optimizer, total_steps: int, warmup_share: float = 0.06):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
 
 
-def _make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
 def _hardware(device: torch.device) -> dict[str, Any]:
     hw: dict[str, Any] = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "torch_threads": torch.get_num_threads()}
@@ -207,6 +205,7 @@ def fit(job: TrainJob) -> TrainResult:
         with amp_mod.autocast(amp_ctx):
             return loss_fn(m, b, weights)
 
+    scaler = amp_mod.make_scaler(amp_ctx)
     ckpt = load_checkpoint(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
     if ckpt is not None:
         lr_info = ckpt["lr_info"]
@@ -221,9 +220,10 @@ def fit(job: TrainJob) -> TrainResult:
                     yield move_to(job.collate([job.train[i] for i in idx]), device)
 
         def run_finder():
-            return find_lr(model, lambda p, lr: _make_optimizer(p, lr, cfg.weight_decay), finder_batches,
+            return find_lr(model, lambda p, lr: make_optimizer(p, lr, cfg.weight_decay), finder_batches,
                            loss=lambda m, b: batch_loss(m, b), steps=tc.lr_finder_steps,
-                           lr_range=(cfg.lr_min, cfg.lr_max), fallback_lr=cfg.fallback_lr, device=device)
+                           lr_range=(cfg.lr_min, cfg.lr_max), fallback_lr=cfg.fallback_lr, device=device,
+                           scaler=scaler, max_norm=cfg.grad_clip)
 
         lr_info = resolve_lr(cfg, tc, cache, {"family": job.family, **job.lr_key_parts,
                                               "batch_size": cfg.batch_size}, run_finder)
@@ -232,10 +232,9 @@ def fit(job: TrainJob) -> TrainResult:
     log.info("%s seed %d: lr %.3g (%s)", job.family, job.seed, lr, lr_info["lr_source"])
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _make_optimizer(params, lr, cfg.weight_decay)
+    optimizer = make_optimizer(params, lr, cfg.weight_decay)
     n_batches = math.ceil(len(job.train) / cfg.batch_size)
     scheduler = _linear_schedule(optimizer, max(1, cfg.epochs * n_batches))
-    scaler = amp_mod.make_scaler(amp_ctx)
     monitor = CollapseMonitor(**_set({"loss_factor": tc.collapse_loss_factor, "grad_factor": tc.collapse_grad_factor}))
 
     state: dict[str, Any] = {"epoch": 0, "pos": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1,
@@ -282,7 +281,7 @@ def fit(job: TrainJob) -> TrainResult:
             batch = move_to(job.collate([job.train[i] for i in batches[pos]]), device)
             optimizer.zero_grad(set_to_none=True)
             loss, _ = batch_loss(model, batch)
-            grad_norm = amp_mod.backward_step(loss, optimizer, scaler, params, cfg.grad_clip)
+            grad_norm = train_step(loss, optimizer, scaler, params, cfg.grad_clip)
             scheduler.step()
             state["step"] += 1
             state["pos"] = pos + 1

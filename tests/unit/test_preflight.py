@@ -103,7 +103,7 @@ def test_atomic_json_self_test_fails_for_a_writer_that_leaves_temp_files():
     assert r.status == "fail" and "left temporary files" in r.message and "os.replace" in r.message
 
 
-def test_amp_order_self_test_passes_for_backward_step():
+def test_amp_order_self_test_passes_for_the_training_step():
     r = pf.check_amp_order()
     assert r.status == "pass", r.message
     assert r.values["calls"] == ["scale", "backward", "unscale_", "clip", "step", "optimizer.step", "update"]

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from streamguard.train import amp
+from streamguard.train.interface import loss_fn
 from streamguard.train.lr_finder import LRFinderResult, find_lr, steepest_descent
-from train_toys import MLP, separable
+from train_toys import MLP, RecordingScaler, separable
 
 
 def adam(params, lr):
