@@ -48,9 +48,9 @@ def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides:
                   transformer: Any = None, gnn: Any = None) -> dict[str, Any]:
     """The body of the three training components: train one family for one seed, then fill the artifacts."""
     from streamguard import training
-    from streamguard.aggregate import read_predictions
     from streamguard.stage import run_stage
     from streamguard.config import load_config
+    from streamguard.eval.predictions import read_predictions
     from streamguard.storage import open_store
 
     def go() -> dict[str, Any]:

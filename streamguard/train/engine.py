@@ -23,7 +23,6 @@ inside an epoch replays the same batches.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ from tqdm.auto import tqdm
 from streamguard import __version__
 from streamguard.config import OptimConfig, TrainConfig
 from streamguard.eval.metrics import compute_metrics, tune_threshold
+from streamguard.eval.predictions import write_predictions
 from streamguard.jsonio import write_json_atomic
 from streamguard.storage import ObjectStore
 from streamguard.train import amp as amp_mod
@@ -348,18 +348,8 @@ def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = job.test_ids or [str(i) for i in range(len(result.test_labels))]
-    pairs = job.test_pair_ids or [None] * len(ids)
-    rows = []
-    for i, y, p, pair in zip(ids, result.test_labels, result.test_probs, pairs):
-        row = {"idx": int(i) if str(i).isdigit() else str(i), "label": y, "prob": round(p, 6),
-               "pred": int(p >= result.threshold)}
-        if pair is not None:
-            row["pair_id"] = pair
-        rows.append(json.dumps(row))
-    pred_lines = "".join(r + "\n" for r in rows)
-    from streamguard.jsonio import write_bytes_atomic
-
-    write_bytes_atomic(out / "predictions.jsonl", pred_lines.encode())
+    write_predictions(out / "predictions.jsonl", ids, result.test_labels, result.test_probs, result.threshold,
+                      job.test_pair_ids)
     metrics = {"family": job.family, "seed": job.seed, "threshold": result.threshold,
                "test": result.test_metrics, "valid": result.valid_metrics}
     write_json_atomic(out / "metrics.json", metrics)
