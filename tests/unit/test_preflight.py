@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
+from streamguard import families
 from streamguard import preflight as pf
 from streamguard.config import load_config
 from streamguard.data.samples import read_split, write_samples
@@ -163,7 +164,7 @@ def test_data_check_passes_on_a_clean_split_with_the_real_tokenizer(tiny):
     data, graphs, cfg = tiny
     tok = ProbeContext(str(data), str(graphs), cfg)
     try:
-        r = pf.check_data(str(data), str(graphs), 512, tokenizer_fn=lambda: tok.transformer()[1])
+        r = pf.check_data(str(data), str(graphs), 512, tokenizer_fn=lambda: families.transformer.probe_parts(tok).tokenizer)
     finally:
         tok.close()
     assert r.status == "pass", r.message
