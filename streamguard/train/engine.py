@@ -18,7 +18,11 @@
   killed-and-resumed run ends with exactly the metrics of an uninterrupted one.
 
 Batch order is a pure function of (seed, epoch), so resuming at a position
-inside an epoch replays the same batches.
+inside an epoch replays the same batches. The run's progress is a typed
+:class:`~streamguard.train.state.TrainState`, stored in the checkpoint under its
+field names. ``fit`` reads top-down: set-up (``_Run.__init__``: device, AMP, LR
+decision, optimizer, resume), ``train_epoch``, ``end_epoch`` (validation, best
+weights, early stopping), ``finish`` (export checks, test predictions).
 """
 
 from __future__ import annotations
