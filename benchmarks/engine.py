@@ -7,7 +7,7 @@ on the same model, the same initial weights and the same batches, in one process
   on program graphs built by the real graph builder from the synthetic demo functions (~80 nodes
   each); a step takes ~100 ms on one CPU thread, so fixed per-step overheads are weighed against a
   realistic step, not against a toy MLP;
-* engine: AMP decision (fp32 on CPU), clipping through ``amp.backward_step``, class-weighted loss,
+* engine: AMP decision (fp32 on CPU), clipping through ``step.train_step``, class-weighted loss,
   LR scheduler, collapse monitor on every step, checkpoints every ``--checkpoint-every`` steps *and*
   every epoch to a local object store (atomic writes), the LR fixed (``lr_source: fixed``; the finder
   is a one-off), and the progress bar forced on (written to /dev/null);

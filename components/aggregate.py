@@ -15,7 +15,7 @@ def aggregate(transformer_results: Input[List[Artifact]], gnn_results: Input[Lis
     from pathlib import Path
 
     from streamguard.aggregate import aggregate as run, kfp_metrics
-    from streamguard.cli import run_stage
+    from streamguard.stage import run_stage
     from streamguard.kfp_io import log_scalars
 
     dirs = [a.path for a in [*transformer_results, *gnn_results, *fusion_results]]

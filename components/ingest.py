@@ -12,7 +12,7 @@ def ingest(input_uri: str, profile: str, overrides: dict, data_version: str, dat
     import shutil
     from pathlib import Path
 
-    from streamguard.cli import run_stage
+    from streamguard.stage import run_stage
     from streamguard.config import load_config
     from streamguard.data.ingest import ingest as run
 

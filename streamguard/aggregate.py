@@ -9,7 +9,6 @@ does not trust a number it can compute — and checked against the stage's own.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ import numpy as np
 from streamguard import __version__
 from streamguard.errors import UserError
 from streamguard.eval.metrics import compute_metrics, curves, pair_metrics
+from streamguard.eval.predictions import read_predictions
 from streamguard.jsonio import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -28,23 +28,6 @@ log = logging.getLogger(__name__)
 HEADLINE = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "brier", "ece", "tpr_at_fpr_0.5pct",
             "tpr_at_fpr_1pct", "vd_s")
 PAIR_KEYS = ("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed")
-
-
-def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list]:
-    """``(ids, labels, probs, pair_ids)`` from a predictions.jsonl (pair id None where absent)."""
-    ids, y, p, pairs = [], [], [], []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                    ids.append(str(row["idx"]))
-                    y.append(int(row["label"]))
-                    p.append(float(row["prob"]))
-                    pairs.append(row.get("pair_id"))
-                except (ValueError, KeyError) as e:
-                    raise UserError(f"{path}: line {n}: bad prediction row ({e})") from None
-    return ids, np.asarray(y), np.asarray(p), pairs
 
 
 def pairs_from_predictions(labels: np.ndarray, preds: np.ndarray, pair_ids: list) -> list[tuple[int, int]]:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
-from streamguard import __version__
-from streamguard.errors import EXIT_UNEXPECTED, StreamGuardError
-
-log = logging.getLogger("streamguard")
+from streamguard import __version__, families
+from streamguard.stage import run_cli, setup_logging
 
 
 def _config(args):
@@ -78,16 +75,11 @@ def cmd_preflight(args) -> None:
 def cmd_train(args) -> None:
     from streamguard import training
 
+    fam = families.get(args.family)
+    inputs = {"data": args.data, **{i.name: getattr(args, i.dest) for i in fam.inputs}}
     cfg = _config(args)
-    store = _store(args, cfg)
-    common = dict(seed=args.seed, cfg=cfg, store=store, run_key=args.run_key or None)
-    if args.family == "transformer":
-        card = training.train_transformer(args.data, args.model_dir, args.result_dir, **common)
-    elif args.family == "gnn":
-        card = training.train_gnn(args.data, args.graphs, args.model_dir, args.result_dir, **common)
-    else:
-        card = training.train_fusion(args.data, args.graphs, args.transformer_dir, args.gnn_dir, args.model_dir,
-                                     args.result_dir, **common)
+    card = training.train(fam, inputs, args.model_dir, args.result_dir, seed=args.seed, cfg=cfg,
+                          store=_store(args, cfg), run_key=args.run_key or None)
     m = card["test_metrics"]
     print(f"{args.family} seed {args.seed}: test F1 {m['f1']:.4f}, ROC-AUC {m['roc_auc']:.4f}, "
           f"threshold {card['threshold']:.3f}, lr {card['lr']:.3g} ({card['lr_source']})")
@@ -155,21 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, store=True)
     p.set_defaults(fn=cmd_preflight)
 
-    for fam in ("transformer", "gnn", "fusion"):
-        p = sub.add_parser(f"train-{fam}", help=f"train the {fam} model for one seed",
-                           description=f"Train the {fam} model with the shared engine; resumes from its checkpoint.")
+    for name in families.names():
+        p = sub.add_parser(f"train-{name}", help=f"train the {name} model for one seed",
+                           description=f"Train the {name} model with the shared engine; resumes from its checkpoint.")
         p.add_argument("--data", required=True, help="ingested data directory")
-        if fam != "transformer":
-            p.add_argument("--graphs", required=True, help="graphs directory from build-graphs")
-        if fam == "fusion":
-            p.add_argument("--transformer-dir", required=True, help="this seed's transformer model directory")
-            p.add_argument("--gnn-dir", required=True, help="this seed's GNN model directory")
+        for inp in families.get(name).inputs:
+            p.add_argument(inp.flag, required=True, help=inp.help)
         p.add_argument("--seed", type=int, required=True, help="random seed")
         p.add_argument("--model-dir", required=True, help="where the model is written")
         p.add_argument("--result-dir", required=True, help="where metrics, predictions and metadata are written")
         p.add_argument("--run-key", default="", help="checkpoint namespace; a retry with the same key resumes")
         _common(p, store=True)
-        p.set_defaults(fn=cmd_train, family=fam)
+        p.set_defaults(fn=cmd_train, family=name)
 
     p = sub.add_parser("aggregate", help="mean ± std over seeds: production_summary.json and reports",
                        description="Recompute metrics from each result's predictions and aggregate over seeds.")
@@ -177,46 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="result directories from the train-* commands")
     p.set_defaults(fn=cmd_aggregate)
     return ap
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("urllib3", "filelock", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def run_cli(fn: Callable[[], Any]) -> int:
-    """Run ``fn`` mapping expected errors to one line and their exit code."""
-    try:
-        fn()
-        return 0
-    except StreamGuardError as e:
-        print(f"streamguard: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("streamguard: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        log.exception("unexpected failure")
-        return EXIT_UNEXPECTED
-
-
-def run_stage(fn: Callable[[], Any]) -> Any:
-    """For KFP components: run ``fn``; an expected error prints one line and exits with its code."""
-    setup_logging(os.environ.get("STREAMGUARD_DEBUG") == "1")
-    try:
-        return fn()
-    except StreamGuardError as e:
-        print(f"streamguard: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(e.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:

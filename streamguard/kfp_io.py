@@ -43,25 +43,24 @@ def annotate(artifact: Any, card: dict[str, Any]) -> None:
     })
 
 
-def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides: dict, store_uri: str, run_key: str,
-                  model: Any, result: Any, metrics: Any, cls_metrics: Any, graphs: Any = None,
-                  transformer: Any = None, gnn: Any = None) -> dict[str, Any]:
-    """The body of the three training components: train one family for one seed, then fill the artifacts."""
+def train_and_log(family: str, *, seed: int, profile: str, overrides: dict, store_uri: str, run_key: str,
+                  model: Any, result: Any, metrics: Any, cls_metrics: Any, **inputs: Any) -> dict[str, Any]:
+    """The body of the training components: train one family for one seed, then fill the artifacts.
+
+    ``inputs``: the family's input artifacts by name -- ``data`` and one per entry of the family's
+    ``inputs`` (``graphs``, ``transformer``, ``gnn`` …); their ``.path`` is what training reads.
+    """
     from streamguard import training
-    from streamguard.aggregate import read_predictions
-    from streamguard.cli import run_stage
     from streamguard.config import load_config
+    from streamguard.eval.predictions import read_predictions
+    from streamguard.stage import run_stage
     from streamguard.storage import open_store
 
     def go() -> dict[str, Any]:
         cfg = load_config(profile, overrides)
         store = open_store(store_uri or None, cfg.store)
-        common = dict(seed=seed, cfg=cfg, store=store, run_key=run_key or None)
-        if family == "transformer":
-            return training.train_transformer(data.path, model.path, result.path, **common)
-        if family == "gnn":
-            return training.train_gnn(data.path, graphs.path, model.path, result.path, **common)
-        return training.train_fusion(data.path, graphs.path, transformer.path, gnn.path, model.path, result.path, **common)
+        return training.train(family, {k: a.path for k, a in inputs.items()}, model.path, result.path, seed=seed,
+                              cfg=cfg, store=store, run_key=run_key or None)
 
     card = run_stage(go)
     log_scalars(metrics, card["test_metrics"], prefix="test_")

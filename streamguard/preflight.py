@@ -16,7 +16,8 @@ Checks (names as in ``checks=`` and in the report):
 ``safety``
     Self-tests of the safety features training relies on: ``safety_atomic_json``
     (a crash at fsync or at the rename leaves the old file intact and no temp
-    file), ``safety_amp_order`` (``amp.backward_step`` with a recording scaler
+    file), ``safety_amp_order`` (``step.train_step``, the one training step of
+    the engine, the LR finder and the probes, with a recording scaler
     and optimizer calls scale → backward → unscale_ → clip → step → update, and
     clips the *unscaled* gradients), ``safety_lr_fallback`` (an LR finder whose
     loss raises returns the fallback LR with source ``fallback`` and leaves the
@@ -82,8 +83,6 @@ log = logging.getLogger(__name__)
 
 CHECKS = ("accelerator", "safety", "data", "object_store", "cluster", "smoke", "memory")
 """Every check group, in the order they run; the default selection."""
-SMOKE_FAMILIES = ("transformer", "gnn", "fusion")
-MEMORY_FAMILIES = ("transformer", "gnn")
 GPU_RESOURCE = "nvidia.com/gpu"
 SECRET_NAME = "streamguard-minio"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -228,14 +227,14 @@ class _RecordingScaler:
         self.events.append("update")
 
 
-def check_amp_order(backward_step: Callable | None = None) -> CheckResult:
-    """``backward_step`` must call scale → backward → unscale_ → clip → optimizer step → update, and clip the
-    unscaled gradients (so ``max_norm`` means what it says under fp16)."""
+def check_amp_order(train_step: Callable | None = None) -> CheckResult:
+    """``train_step`` (default: ``step.train_step``) must call scale → backward → unscale_ → clip → optimizer
+    step → update, and clip the unscaled gradients (so ``max_norm`` means what it says under fp16)."""
     from unittest import mock
 
-    from streamguard.train import amp
+    from streamguard.train import step
 
-    backward_step = backward_step or amp.backward_step
+    train_step = train_step or step.train_step
     events: list[str] = []
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -259,14 +258,14 @@ def check_amp_order(backward_step: Callable | None = None) -> CheckResult:
     loss = (model(x) ** 2).mean()  # large gradients: the unscaled norm is well above max_norm
     max_norm = 1.0
     with mock.patch.object(torch.nn.utils, "clip_grad_norm_", clip):
-        backward_step(loss, opt, scaler, params, max_norm)
+        train_step(loss, opt, scaler, params, max_norm)
     compact = [e for i, e in enumerate(events) if e != "backward" or (i and events[i - 1] != "backward")]
     expected = ["scale", "backward", "unscale_", "clip", "step", "optimizer.step", "update"]
     vals = {"calls": compact, "expected": expected, "norm_at_unscale": scaler.seen_norms.get("unscale_"),
             "norm_into_clip": clip_seen.get("norm_in"), "norm_at_step": scaler.seen_norms.get("step"),
             "max_norm": max_norm}
     if compact != expected:
-        return CheckResult("safety_amp_order", "fail", f"backward_step called {' → '.join(compact) or 'nothing'}; "
+        return CheckResult("safety_amp_order", "fail", f"train_step called {' → '.join(compact) or 'nothing'}; "
                                                        f"expected {' → '.join(expected)}", vals)
     at_step = scaler.seen_norms.get("step", math.inf)
     true_norm = scaler.seen_norms.get("unscale_", 0.0) / scaler.scale_factor  # > max_norm by construction
@@ -690,8 +689,8 @@ def _selected(checks: Sequence[str] | None) -> list[str]:
 
 def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str, md_path: str,
               store: ObjectStore | None = None, require_gpu: bool = False, *,
-              checks: Sequence[str] | None = None, smoke_families: Sequence[str] = SMOKE_FAMILIES,
-              memory_families: Sequence[str] = MEMORY_FAMILIES, memory_limit_share: float = 0.9,
+              checks: Sequence[str] | None = None, smoke_families: Sequence[str] | None = None,
+              memory_families: Sequence[str] | None = None, memory_limit_share: float = 0.9,
               memory_total_bytes: int | None = None, smoke_steps: int = 50, smoke_samples: int = 32,
               truncation_warn_share: float = 0.1, node_selector: Mapping[str, str] | None = None,
               namespace: str | None = None, secret_name: str = SECRET_NAME, k8s_api_client: Any = None,
@@ -699,14 +698,22 @@ def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str
     """Run the selected checks (default: all, or ``$STREAMGUARD_PREFLIGHT_CHECKS``); write the JSON and Markdown
     reports; raise PreflightError (exit 4) when a required check failed. Returns the JSON report.
 
+    ``smoke_families`` / ``memory_families``: the families probed (default: every registered family / those
+    whose ``memory_probe`` is set).
+
     ``cpu_threads``: torch threads for the probes on a CPU-only machine (``train.num_threads`` wins when set;
     None keeps torch's default). The probes' models are tiny; on 2 cores shared with other work the demo
     transformer's smoke test took 8 s on one thread and 16-58 s on two (OpenMP threads waiting on each other).
     """
+    from streamguard import families
     from streamguard.smoke import ProbeContext
     from streamguard.train.device import cuda_required
 
     require_gpu = require_gpu or cuda_required()  # $STREAMGUARD_REQUIRE_CUDA: set by cluster profiles on GPU tasks
+    if smoke_families is None:
+        smoke_families = families.names()
+    if memory_families is None:
+        memory_families = [n for n in families.names() if families.get(n).memory_probe]
     t0 = time.time()
     selected = _selected(checks)
     results: list[CheckResult] = []
@@ -716,15 +723,14 @@ def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str
         torch.set_num_threads(cfg.train.num_threads)
     elif cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(min(threads, cpu_threads))
-    transformer_probes = ("smoke" in selected and "transformer" in smoke_families) or \
-                         ("memory" in selected and "transformer" in memory_families) or \
-                         ("smoke" in selected and "fusion" in smoke_families)
+    probed = [*(smoke_families if "smoke" in selected else ()), *(memory_families if "memory" in selected else ())]
+    transformer_probes = any("transformer" in (f, *families.get(f).requires) for f in probed)
     pretrained = cfg.transformer.pretrained
 
     def tokenizer_fn():
         # the real tokenizer when it is cheap: the probes build it anyway, or scratch / a local checkpoint
         if transformer_probes or pretrained == "scratch":
-            return ctx.transformer()[1]
+            return families.transformer.probe_parts(ctx).tokenizer
         if Path(pretrained).is_dir():
             from streamguard.models.transformer import load_tokenizer
 
@@ -756,7 +762,7 @@ def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str
             name = f"{kind}_{fam}"
             if not data_ok:
                 results.append(CheckResult(name, "skip", "not run: the data check failed", required=False))
-            elif fam != "transformer" and not graphs_dir:
+            elif any(i.name == "graphs" for i in families.get(fam).inputs) and not graphs_dir:
                 results.append(CheckResult(name, "skip", "not run: no graphs directory given", required=False))
             elif kind == "smoke":
                 results.append(_run(name, lambda f=fam: check_smoke(f, ctx, n=smoke_samples, steps=smoke_steps)))

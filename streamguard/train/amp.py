@@ -1,4 +1,4 @@
-"""Automatic mixed precision: the decision, the autocast context, the grad scaler, one backward step.
+"""Automatic mixed precision: the decision, the autocast context, the grad scaler.
 
 * ``make_amp(device, mode)`` decides: ``mode="auto"`` gives bf16 autocast on CUDA
   where ``torch.cuda.is_bf16_supported()``, else fp16 autocast with a
@@ -8,21 +8,17 @@
   (``ctx`` may be ``None``).
 * ``make_scaler(ctx)`` is always a ``torch.amp.GradScaler``; it is disabled (a
   pass-through whose ``state_dict()`` is ``{}``) unless fp16 needs it.
-* ``backward_step(loss, optimizer, scaler, params, max_norm)`` does
-  ``scaler.scale(loss).backward()``, ``scaler.unscale_(optimizer)``,
-  ``clip_grad_norm_`` (on unscaled gradients), ``scaler.step(optimizer)``,
-  ``scaler.update()`` -- in that order -- and returns the total gradient norm
-  before clipping. With a disabled scaler a non-finite norm skips the optimizer
-  step (so NaN gradients never reach the weights), as an enabled scaler does.
+
+The training step that uses the scaler (scale, backward, unscale, clip, step,
+update) is :func:`streamguard.train.step.train_step`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator, get_args
+from typing import Iterator, get_args
 
 import torch
 
@@ -85,32 +81,3 @@ def make_scaler(ctx: AmpContext | None, **kwargs) -> torch.amp.GradScaler:
     if ctx is not None and ctx.use_scaler:
         return torch.amp.GradScaler(ctx.device_type, enabled=True, **kwargs)
     return torch.amp.GradScaler("cpu" if ctx is None else ctx.device_type, enabled=False)
-
-
-def _scaler_enabled(scaler) -> bool:
-    is_enabled = getattr(scaler, "is_enabled", None)
-    return bool(is_enabled()) if callable(is_enabled) else True
-
-
-def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, params: Iterable[torch.nn.Parameter],
-                  max_norm: float | None) -> float:
-    """Backward, unscale, clip, step, update (in that order); return the pre-clip total gradient norm.
-
-    ``max_norm`` None or <= 0 measures the norm without clipping. ``scaler`` None
-    means a disabled scaler. The norm may be ``inf``/``nan``: with an enabled
-    scaler that step is skipped by the scaler (and the scale lowered); with a
-    disabled one this function skips ``optimizer.step()`` itself and logs it.
-    """
-    if scaler is None:
-        scaler = make_scaler(None)
-    params = [p for p in params]
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    limit = float(max_norm) if max_norm is not None and max_norm > 0 else math.inf
-    norm = float(torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False))
-    if math.isfinite(norm) or _scaler_enabled(scaler):
-        scaler.step(optimizer)
-    else:
-        log.warning("non-finite gradient norm (%s): optimizer step skipped", norm)
-    scaler.update()
-    return norm

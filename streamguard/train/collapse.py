@@ -5,7 +5,7 @@
 * a non-finite loss (at once);
 * non-finite gradients for ``nonfinite_grad_patience`` steps in a row (an fp16
   ``GradScaler`` skips a few overflowing steps by design, so one is not a collapse;
-  ``amp.backward_step`` never applies a non-finite step, so waiting is safe);
+  ``step.train_step`` never applies a non-finite step, so waiting is safe);
 * an exploding gradient norm: above ``grad_factor`` x the running median of the
   last ``window`` norms, ``patience`` steps in a row;
 * a loss spike: above ``loss_factor`` x the running mean of the last ``window``

@@ -3,7 +3,8 @@
 ``fit(job)`` trains ``job.model`` on ``job.train`` with:
 
 * AMP (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) and
-  gradient clipping after ``scaler.unscale_`` (``amp.backward_step``);
+  gradient clipping after ``scaler.unscale_`` (``step.train_step``, the one
+  training step, which the LR finder uses too, with the same scaler and clip);
 * class weights from the training labels; early stopping on validation F1; the
   decision threshold tuned on validation (max F1) and applied unchanged to test;
   the best weights are what is returned and exported;
@@ -17,12 +18,15 @@
   killed-and-resumed run ends with exactly the metrics of an uninterrupted one.
 
 Batch order is a pure function of (seed, epoch), so resuming at a position
-inside an epoch replays the same batches.
+inside an epoch replays the same batches. The run's progress is a typed
+:class:`~streamguard.train.state.TrainState`, stored in the checkpoint under its
+field names. ``fit`` reads top-down: set-up (``_Run.__init__``: device, AMP, LR
+decision, optimizer, resume), ``train_epoch``, ``end_epoch`` (validation, best
+weights, early stopping), ``finish`` (export checks, test predictions).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -41,6 +45,7 @@ from tqdm.auto import tqdm
 from streamguard import __version__
 from streamguard.config import OptimConfig, TrainConfig
 from streamguard.eval.metrics import compute_metrics, tune_threshold
+from streamguard.eval.predictions import write_predictions
 from streamguard.jsonio import write_json_atomic
 from streamguard.storage import ObjectStore
 from streamguard.train import amp as amp_mod
@@ -50,6 +55,8 @@ from streamguard.train.device import cuda_required, resolve_device
 from streamguard.train.interface import class_weights_from_labels, loss_fn, move_to
 from streamguard.train.lr_cache import LRCache, resolve_lr
 from streamguard.train.lr_finder import find_lr
+from streamguard.train.state import TrainState
+from streamguard.train.step import make_optimizer, train_step
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +167,6 @@ def _linear_schedule(optimizer, total_steps: int, warmup_share: float = 0.06):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
 
 
-def _make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
 def _hardware(device: torch.device) -> dict[str, Any]:
     hw: dict[str, Any] = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "torch_threads": torch.get_num_threads()}
@@ -187,157 +190,190 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def fit(job: TrainJob) -> TrainResult:
-    t0 = time.time()
-    cfg, tc = job.opt, job.train_cfg
-    if tc.num_threads > 0:
-        torch.set_num_threads(tc.num_threads)
-    seed_everything(job.seed, tc.deterministic)
-    device = resolve_device(require_cuda=cuda_required())
-    model = job.model.to(device)
-    amp_ctx = amp_mod.make_amp(device, tc.amp)
-    train_labels = job.labels(job.train)
-    weights = class_weights_from_labels(train_labels).to(device)
+class _Run:
+    """One call of :func:`fit`: set-up (device, AMP, LR, optimizer, resume), then epochs, then the export."""
 
-    def batch_loss(m, b):
-        with amp_mod.autocast(amp_ctx):
-            return loss_fn(m, b, weights)
+    def __init__(self, job: TrainJob):
+        self.job, self.t0 = job, time.time()
+        cfg, tc = job.opt, job.train_cfg
+        if tc.num_threads > 0:
+            torch.set_num_threads(tc.num_threads)
+        seed_everything(job.seed, tc.deterministic)
+        device = resolve_device(require_cuda=cuda_required())
+        self.device = device
+        self.model = job.model.to(device)
+        self.amp_ctx = amp_mod.make_amp(device, tc.amp)
+        self.weights = class_weights_from_labels(job.labels(job.train)).to(device)
+        self.scaler = amp_mod.make_scaler(self.amp_ctx)
+        ckpt = load_checkpoint(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
+        self.lr_info = self._resolve_lr(ckpt)
+        lr = float(self.lr_info["lr"])
+        log.info("%s seed %d: lr %.3g (%s)", job.family, job.seed, lr, self.lr_info["lr_source"])
 
-    ckpt = load_checkpoint(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
-    if ckpt is not None:
-        lr_info = ckpt["lr_info"]
-        log.info("%s seed %d: resuming from checkpoint %s (epoch %d, step %d)", job.family, job.seed,
-                 job.checkpoint_key, ckpt["epoch"], ckpt["step"])
-    else:
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, lr, cfg.weight_decay)
+        n_batches = math.ceil(len(job.train) / cfg.batch_size)
+        self.scheduler = _linear_schedule(self.optimizer, max(1, cfg.epochs * n_batches))
+        self.monitor = CollapseMonitor(tc.collapse)
+        self.state = TrainState()
+        self.resumed_from = self._restore(ckpt) if ckpt is not None else None
+        self.writer = CheckpointWriter(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
+
+    # ------------------------------------------------------------ set-up
+    def batch_loss(self, model: nn.Module, batch: dict):
+        with amp_mod.autocast(self.amp_ctx):
+            return loss_fn(model, batch, self.weights)
+
+    def _resolve_lr(self, ckpt: dict[str, Any] | None) -> dict[str, Any]:
+        """The checkpoint's LR decision on resume; else fixed, cache, LR finder or fallback (``resolve_lr``)."""
+        job, cfg, tc = self.job, self.job.opt, self.job.train_cfg
+        if ckpt is not None:
+            log.info("%s seed %d: resuming from checkpoint %s (epoch %d, step %d)", job.family, job.seed,
+                     job.checkpoint_key, ckpt["epoch"], ckpt["step"])
+            return ckpt["lr_info"]
         cache = LRCache(job.store, ttl_hours=tc.lr_cache_ttl_hours, clock=job.clock) if job.store else None
-
-        def finder_batches():
-            for epoch in range(10**6):
-                for idx in epoch_batches(len(job.train), cfg.batch_size, job.seed + 1, epoch):
-                    yield move_to(job.collate([job.train[i] for i in idx]), device)
-
-        def run_finder():
-            return find_lr(model, lambda p, lr: _make_optimizer(p, lr, cfg.weight_decay), finder_batches,
-                           loss=lambda m, b: batch_loss(m, b), steps=tc.lr_finder_steps,
-                           lr_range=(cfg.lr_min, cfg.lr_max), fallback_lr=cfg.fallback_lr, device=device)
-
-        lr_info = resolve_lr(cfg, tc, cache, {"family": job.family, **job.lr_key_parts,
-                                              "batch_size": cfg.batch_size}, run_finder)
+        lr_info = resolve_lr(cfg, tc, cache, {"family": job.family, **job.lr_key_parts, "batch_size": cfg.batch_size},
+                             self._run_finder)
         seed_everything(job.seed, tc.deterministic)  # the finder must not shift the training RNG stream
-    lr = float(lr_info["lr"])
-    log.info("%s seed %d: lr %.3g (%s)", job.family, job.seed, lr, lr_info["lr_source"])
+        return lr_info
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _make_optimizer(params, lr, cfg.weight_decay)
-    n_batches = math.ceil(len(job.train) / cfg.batch_size)
-    scheduler = _linear_schedule(optimizer, max(1, cfg.epochs * n_batches))
-    scaler = amp_mod.make_scaler(amp_ctx)
-    monitor = CollapseMonitor(tc.collapse)
+    def _finder_batches(self):
+        job = self.job
+        for epoch in range(10**6):
+            for idx in epoch_batches(len(job.train), job.opt.batch_size, job.seed + 1, epoch):
+                yield move_to(job.collate([job.train[i] for i in idx]), self.device)
 
-    state: dict[str, Any] = {"epoch": 0, "pos": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1,
-                             "best_state": None, "best_threshold": 0.5, "bad_epochs": 0, "history": [],
-                             "done": False, "collapse_events": []}
-    resumed_from = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        for k in state:
-            state[k] = ckpt[k]
+    def _run_finder(self):
+        """The LR sweep with the training step of this run: its optimizer, loss, grad scaler and clip."""
+        cfg, tc = self.job.opt, self.job.train_cfg
+        return find_lr(self.model, lambda p, lr: make_optimizer(p, lr, cfg.weight_decay), self._finder_batches,
+                       loss=self.batch_loss, steps=tc.lr_finder_steps, lr_range=(cfg.lr_min, cfg.lr_max),
+                       fallback_lr=cfg.fallback_lr, device=self.device, scaler=self.scaler, max_norm=cfg.grad_clip)
+
+    def _restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """Model, optimizer, scheduler, scaler, state and RNG streams from ``ckpt``; where the run resumes."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState.from_checkpoint(ckpt)
         set_rng_state(ckpt["rng"])
-        resumed_from = {"epoch": ckpt["epoch"], "pos": ckpt["pos"], "step": ckpt["step"]}
+        return {"epoch": ckpt["epoch"], "pos": ckpt["pos"], "step": ckpt["step"]}
 
-    writer = CheckpointWriter(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
+    # ------------------------------------------------------------ during training
+    def checkpoint(self) -> None:
+        if self.writer is not None:
+            self.writer.save({
+                **self.state.to_checkpoint(), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "lr_info": self.lr_info, "family": self.job.family, "seed": self.job.seed})
 
-    def checkpoint() -> None:
-        if writer is not None:
-            writer.save({
-                **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-                "lr_info": lr_info, "family": job.family, "seed": job.seed})
-
-    def collapse(reason: str, epoch: int, action: str) -> None:
-        if action == "stop" and writer is not None:
-            writer.close()  # leave the last good checkpoint complete before stopping
-        event = handle_collapse(reason, action, optimizer, report_path=job.out_dir / "collapse_report.json",
+    def collapse(self, reason: str, epoch: int, action: str) -> None:
+        job, tc, state = self.job, self.job.train_cfg, self.state
+        if action == "stop" and self.writer is not None:
+            self.writer.close()  # leave the last good checkpoint complete before stopping
+        event = handle_collapse(reason, action, self.optimizer, report_path=job.out_dir / "collapse_report.json",
                                 lr_factor=tc.collapse.lr_factor, min_lr=tc.collapse.min_lr,
-                                scheduler=scheduler, step=state["step"], epoch=epoch,
-                                history=state["history"][-5:] + monitor.recent(), family=job.family, seed=job.seed)
-        state["collapse_events"].append(event)
+                                scheduler=self.scheduler, step=state.step, epoch=epoch,
+                                history=state.history[-5:] + self.monitor.recent(), family=job.family, seed=job.seed)
+        state.collapse_events.append(event)
 
-    while not state["done"] and state["epoch"] < cfg.epochs:
-        epoch = state["epoch"]
-        model.train()
+    def predict(self, data: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        return predict(self.model, data, self.job.collate, self.job.opt.batch_size * 2, self.device, self.amp_ctx)
+
+    def train_epoch(self) -> list[float]:
+        """The rest of the current epoch from ``state.pos``, checkpointing every N steps; the step losses."""
+        job, cfg, tc, state = self.job, self.job.opt, self.job.train_cfg, self.state
+        epoch = state.epoch
+        self.model.train()
         batches = epoch_batches(len(job.train), cfg.batch_size, job.seed, epoch, job.lengths)
         losses: list[float] = []
-        bar = tqdm(range(state["pos"], len(batches)), desc=f"{job.family} s{job.seed} e{epoch}", leave=False,
+        bar = tqdm(range(state.pos, len(batches)), desc=f"{job.family} s{job.seed} e{epoch}", leave=False,
                    disable=None, mininterval=2.0)
         for pos in bar:
-            batch = move_to(job.collate([job.train[i] for i in batches[pos]]), device)
-            optimizer.zero_grad(set_to_none=True)
-            loss, _ = batch_loss(model, batch)
-            grad_norm = amp_mod.backward_step(loss, optimizer, scaler, params, cfg.grad_clip)
-            scheduler.step()
-            state["step"] += 1
-            state["pos"] = pos + 1
+            batch = move_to(job.collate([job.train[i] for i in batches[pos]]), self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, _ = self.batch_loss(self.model, batch)
+            grad_norm = train_step(loss, self.optimizer, self.scaler, self.params, cfg.grad_clip)
+            self.scheduler.step()
+            state.step += 1
+            state.pos = pos + 1
             lv = float(loss.detach())
             losses.append(lv)
-            reason = monitor.on_step(state["step"], lv, float(grad_norm))
+            reason = self.monitor.on_step(state.step, lv, float(grad_norm))
             if reason:
-                collapse(reason, epoch, tc.collapse.action)
+                self.collapse(reason, epoch, tc.collapse.action)
             # The last step of an epoch is covered by the epoch checkpoint written right after validation.
-            if tc.checkpoint_every_steps and state["step"] % tc.checkpoint_every_steps == 0 and pos + 1 < len(batches):
-                checkpoint()
-        probs, logits = predict(model, job.valid, job.collate, cfg.batch_size * 2, device, amp_ctx)
+            if tc.checkpoint_every_steps and state.step % tc.checkpoint_every_steps == 0 and pos + 1 < len(batches):
+                self.checkpoint()
+        return losses
+
+    def end_epoch(self, losses: list[float]) -> None:
+        """Validate: tune the threshold, keep the best weights, count towards early stopping; checkpoint."""
+        job, state = self.job, self.state
+        epoch = state.epoch
+        probs, _ = self.predict(job.valid)
         yv = job.labels(job.valid)
         thr = tune_threshold(yv, probs)
         vm = compute_metrics(yv, probs, thr)
         rec = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
                "valid_f1": vm["f1"], "valid_roc_auc": vm["roc_auc"], "threshold": thr,
-               "lr": scheduler.get_last_lr()[0], "step": state["step"]}
-        state["history"].append(rec)
+               "lr": self.scheduler.get_last_lr()[0], "step": state.step}
+        state.history.append(rec)
         log.info("%s seed %d epoch %d: loss %.4f valid F1 %.4f", job.family, job.seed, epoch,
                  rec["train_loss"] or float("nan"), vm["f1"])
-        if vm["f1"] > state["best_f1"]:
-            state.update(best_f1=vm["f1"], best_epoch=epoch, best_threshold=thr, bad_epochs=0,
-                         best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        if vm["f1"] > state.best_f1:
+            state.best_f1, state.best_epoch, state.best_threshold, state.bad_epochs = vm["f1"], epoch, thr, 0
+            state.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         else:
-            state["bad_epochs"] += 1
-        state["epoch"], state["pos"] = epoch + 1, 0
-        if state["bad_epochs"] >= cfg.patience:
-            log.info("%s seed %d: early stop after epoch %d (best %d)", job.family, job.seed, epoch, state["best_epoch"])
-            state["done"] = True
-        checkpoint()
+            state.bad_epochs += 1
+        state.epoch, state.pos = epoch + 1, 0
+        if state.bad_epochs >= job.opt.patience:
+            log.info("%s seed %d: early stop after epoch %d (best %d)", job.family, job.seed, epoch, state.best_epoch)
+            state.done = True
+        self.checkpoint()
 
-    if state["best_state"] is not None:
-        model.load_state_dict(state["best_state"])
-    thr = float(state["best_threshold"])
-    vprobs, vlogits = predict(model, job.valid, job.collate, cfg.batch_size * 2, device, amp_ctx)
-    # Output collapse of the exported model: non-finite or constant outputs always;
-    # one predicted class (argmax) only when the model also ranks no better than
-    # chance — a weak but honest model can sit on one side of the decision boundary.
-    yv = job.labels(job.valid)
-    vm = compute_metrics(yv, vprobs, thr)
-    reason = monitor.on_eval(vlogits, vlogits.argmax(axis=1) if len(vlogits) else None)
-    if reason and reason.startswith("single predicted class") and (not tc.collapse.single_class_is_collapse
-                                                                   or not vm["roc_auc"] <= 0.55):
-        log.warning("%s seed %d: %s, but valid ROC-AUC is %.3f: not treated as collapse", job.family, job.seed,
-                    reason, vm["roc_auc"])
-    elif reason:
-        collapse(reason, state["epoch"], "stop")
-    tprobs, _ = predict(model, job.test, job.collate, cfg.batch_size * 2, device, amp_ctx)
-    yt = job.labels(job.test)
-    state["done"] = True
-    checkpoint()
-    if writer is not None:
-        writer.close()  # the final checkpoint is on disk before the stage reports success
-    return TrainResult(threshold=thr, best_epoch=int(state["best_epoch"]), valid_metrics=vm,
-                       test_metrics=compute_metrics(yt, tprobs, thr), test_labels=list(map(int, yt)),
-                       test_probs=[float(p) for p in tprobs], history=state["history"], lr_info=lr_info,
-                       resumed_from=resumed_from, seconds=time.time() - t0,
-                       collapse_events=list(state["collapse_events"]))
+    # ------------------------------------------------------------ the export
+    def finish(self) -> TrainResult:
+        """Best weights back, output-collapse check on validation, test predictions, final checkpoint."""
+        job, tc, state = self.job, self.job.train_cfg, self.state
+        if state.best_state is not None:
+            self.model.load_state_dict(state.best_state)
+        thr = float(state.best_threshold)
+        vprobs, vlogits = self.predict(job.valid)
+        # Output collapse of the exported model: non-finite or constant outputs always;
+        # one predicted class (argmax) only when the model also ranks no better than
+        # chance — a weak but honest model can sit on one side of the decision boundary.
+        yv = job.labels(job.valid)
+        vm = compute_metrics(yv, vprobs, thr)
+        reason = self.monitor.on_eval(vlogits, vlogits.argmax(axis=1) if len(vlogits) else None)
+        if reason and reason.startswith("single predicted class") and (not tc.collapse.single_class_is_collapse
+                                                                       or not vm["roc_auc"] <= 0.55):
+            log.warning("%s seed %d: %s, but valid ROC-AUC is %.3f: not treated as collapse", job.family, job.seed,
+                        reason, vm["roc_auc"])
+        elif reason:
+            self.collapse(reason, state.epoch, "stop")
+        tprobs, _ = self.predict(job.test)
+        yt = job.labels(job.test)
+        state.done = True
+        self.checkpoint()
+        if self.writer is not None:
+            self.writer.close()  # the final checkpoint is on disk before the stage reports success
+        return TrainResult(threshold=thr, best_epoch=int(state.best_epoch), valid_metrics=vm,
+                           test_metrics=compute_metrics(yt, tprobs, thr), test_labels=list(map(int, yt)),
+                           test_probs=[float(p) for p in tprobs], history=state.history, lr_info=self.lr_info,
+                           resumed_from=self.resumed_from, seconds=time.time() - self.t0,
+                           collapse_events=list(state.collapse_events))
+
+
+def fit(job: TrainJob) -> TrainResult:
+    """Train ``job.model`` (resuming from ``job.checkpoint_key`` when a checkpoint is there); see the module doc."""
+    run = _Run(job)
+    while not run.state.done and run.state.epoch < job.opt.epochs:
+        run.end_epoch(run.train_epoch())
+    return run.finish()
 
 
 def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -345,18 +381,8 @@ def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = job.test_ids or [str(i) for i in range(len(result.test_labels))]
-    pairs = job.test_pair_ids or [None] * len(ids)
-    rows = []
-    for i, y, p, pair in zip(ids, result.test_labels, result.test_probs, pairs):
-        row = {"idx": int(i) if str(i).isdigit() else str(i), "label": y, "prob": round(p, 6),
-               "pred": int(p >= result.threshold)}
-        if pair is not None:
-            row["pair_id"] = pair
-        rows.append(json.dumps(row))
-    pred_lines = "".join(r + "\n" for r in rows)
-    from streamguard.jsonio import write_bytes_atomic
-
-    write_bytes_atomic(out / "predictions.jsonl", pred_lines.encode())
+    write_predictions(out / "predictions.jsonl", ids, result.test_labels, result.test_probs, result.threshold,
+                      job.test_pair_ids)
     metrics = {"family": job.family, "seed": job.seed, "threshold": result.threshold,
                "test": result.test_metrics, "valid": result.valid_metrics}
     write_json_atomic(out / "metrics.json", metrics)

@@ -8,9 +8,12 @@ smoothed loss exceeds ``diverge_factor`` x its best value or a loss is
 non-finite, and suggests the learning rate of steepest descent (minimum of
 d smoothed-loss / d log lr), clamped to ``lr_range``.
 
+Each step is the training step (``step.train_step``: the caller's AMP grad
+scaler scales the loss, gradients are unscaled and clipped at ``max_norm``
+before the optimizer steps), so an fp16 sweep is loss-scaled like training.
 Afterwards the model's parameters and buffers, its gradients, its train/eval
-modes and the Python, NumPy and torch (CPU and CUDA) RNG states are exactly
-what they were before, so the sweep leaves no trace on training.
+modes, the scaler's state and the Python, NumPy and torch (CPU and CUDA) RNG
+states are exactly what they were before, so the sweep leaves no trace on training.
 
 Any failure -- an exception, too few points, no descent, a non-finite
 suggestion -- returns ``fallback_lr`` with ``source="fallback"`` and the reason,
@@ -30,6 +33,7 @@ import torch
 from torch import nn
 
 from streamguard.train.interface import loss_fn, move_to
+from streamguard.train.step import train_step
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +88,13 @@ def _batch_stream(batches: Any) -> Iterator[dict]:
 
 
 class _Snapshot:
-    """Exact copy of a model's state, gradients, modes and all RNG states; ``restore()`` puts them back."""
+    """Exact copy of a model's state, gradients, modes, an enabled scaler's state and all RNG states;
+    ``restore()`` puts them back."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, scaler: Any = None):
         self.model = model
+        enabled = scaler is not None and getattr(scaler, "is_enabled", lambda: False)()
+        self.scaler, self.scaler_state = (scaler, scaler.state_dict()) if enabled else (None, None)
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in model.parameters()]
         self.modes = [(m, m.training) for m in model.modules()]
@@ -102,6 +109,8 @@ class _Snapshot:
             p.grad = g
         for m, training in self.modes:
             m.training = training
+        if self.scaler is not None:
+            self.scaler.load_state_dict(self.scaler_state)
         random.setstate(self.py)
         np.random.set_state(self.np)
         torch.set_rng_state(self.torch)
@@ -129,14 +138,16 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
             loss: Callable = loss_fn, steps: int = 100, start_lr: float = 1e-7, end_lr: float = 10.0,
             lr_range: tuple[float, float] | None = (1e-5, 1e-2), fallback_lr: float = 1e-3,
             smooth: float = 0.05, diverge_factor: float = 4.0, device: torch.device | str = "cpu",
-            max_norm: float | None = None, skip_start: int | None = None, skip_end: int = 0,
+            max_norm: float | None = None, scaler: Any = None, skip_start: int | None = None, skip_end: int = 0,
             min_points: int = 5) -> LRFinderResult:
     """Exponential LR sweep over ``steps`` batches; the steepest-descent LR clamped to ``lr_range``.
 
     ``batches``: a re-iterable of batch dicts, a callable returning an iterator,
     or a one-shot iterator; it is cycled when exhausted. ``loss(model, batch)``
     returns a scalar tensor or a ``(loss, logits)`` tuple (like ``interface.loss_fn``).
-    ``max_norm`` clips gradients like training does. ``skip_start`` (default
+    ``max_norm`` clips gradients and ``scaler`` (an AMP ``GradScaler``; None: a
+    disabled one) scales the loss as in training -- the engine passes its own
+    scaler and ``grad_clip``; the scaler's state is restored afterwards. ``skip_start`` (default
     ``steps // 10``) ignores the first points, where the moving average is
     still settling. Quick mode is ``steps=100``.
     """
@@ -148,7 +159,7 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
         log.warning("LR finder failed (%s): using fallback lr %.3g", reason, fallback_lr)
         return LRFinderResult(float(fallback_lr), "fallback", reason, lrs, losses, stopped=stopped)
 
-    snap = _Snapshot(model)
+    snap = _Snapshot(model, scaler)
     try:
         if steps < 2 or not (0 < start_lr < end_lr) or not (0 < smooth <= 1):
             raise ValueError(f"bad sweep settings: steps={steps}, start_lr={start_lr}, end_lr={end_lr}, smooth={smooth}")
@@ -179,10 +190,7 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
             lrs.append(lr)
             losses.append(smoothed)
             best = min(best, smoothed)
-            value.backward()
-            if max_norm is not None and max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, max_norm)
-            optimizer.step()
+            train_step(value, optimizer, scaler, params, max_norm)
             scheduler.step()
         if stopped:
             log.info("LR finder: %s", stopped)

@@ -5,11 +5,14 @@ and the tests call them. Neither changes the caller's model (weights,
 gradients, train/eval mode) nor the global RNG streams.
 
 * ``tiny_overfit`` trains a deep copy on a few batches (the issue's recipe: 32
-  samples, 50 steps) and passes when the final loss is below ``max_final_loss``
-  (0.5) and at least ``min_reduction`` (70 %) below the first. Losses are
-  measured in eval mode over all the batches, before and after training.
-* ``memory_test`` runs forward + backward on one batch at the configured batch
-  size and sequence length and compares the peak memory, plus an estimate of
+  samples, 50 steps) with the training step (``step.train_step``: AMP scaler,
+  unscale, clip) and optimizer (``step.make_optimizer``) and passes when the
+  final loss is below ``max_final_loss`` (0.5) and at least ``min_reduction``
+  (70 %) below the first. Losses are measured in eval mode over all the
+  batches, before and after training.
+* ``memory_test`` runs forward + the training step's backward and clip on one
+  batch at the configured batch size and sequence length (with an optimizer
+  that does not move the weights) and compares the peak memory, plus an estimate of
   the optimizer state (``optimizer_state_factor`` x trainable parameter bytes;
   2 for AdamW), with the total: on CUDA the peak allocated bytes vs the device's
   memory; on CPU the peak RSS of this process vs the physical memory or the
@@ -36,6 +39,8 @@ from torch import nn
 
 from streamguard.train import amp as amp_mod
 from streamguard.train.interface import loss_fn, move_to
+from streamguard.train.step import make_optimizer as default_optimizer
+from streamguard.train.step import train_step
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +85,8 @@ def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: 
     Returns ``first_loss``, ``final_loss``, ``reduction`` (1 - final/first),
     ``steps``, ``passed``, ``seconds``, plus ``lr``, ``batches``, ``samples``,
     ``train_losses`` (per step) and ``reason`` (why it failed; None when passed).
-    ``make_optimizer(params, lr)`` defaults to AdamW without weight decay.
+    ``make_optimizer(params, lr)`` defaults to the training optimizer (``step.make_optimizer``) without
+    weight decay. Each step is ``step.train_step`` with a grad scaler for ``amp_ctx`` and ``max_norm``.
     """
     t0 = time.time()
     if not batches:
@@ -92,7 +98,8 @@ def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: 
         params = [p for p in m.parameters() if p.requires_grad]
         for p in params:
             p.grad = None
-        opt = (make_optimizer or (lambda ps, lr_: torch.optim.AdamW(ps, lr=lr_, weight_decay=0.0)))(params, lr)
+        opt = (make_optimizer or default_optimizer)(params, lr)
+        scaler = amp_mod.make_scaler(amp_ctx)
         first = _mean_loss(m, data, loss, amp_ctx)
         train_losses: list[float] = []
         m.train()
@@ -103,10 +110,7 @@ def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: 
             train_losses.append(float(value.detach()))
             if not math.isfinite(train_losses[-1]):
                 break
-            value.backward()
-            if max_norm is not None and max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, max_norm)
-            opt.step()
+            train_step(value, opt, scaler, params, max_norm)
         final = _mean_loss(m, data, loss, amp_ctx)
         del m, opt
     finite = math.isfinite(first) and math.isfinite(final)
@@ -190,10 +194,22 @@ def _peak_rss_bytes(reset_ok: bool) -> tuple[int, str]:
     return (rss if sys.platform == "darwin" else rss * 1024), "ru_maxrss (process lifetime)"
 
 
+class _NoUpdate(torch.optim.Optimizer):
+    """An optimizer whose step changes nothing: the memory probe runs the training step's backward, unscale and
+    clip without moving the weights (the optimizer's own state is estimated, see ``optimizer_state_factor``)."""
+
+    def __init__(self, params):
+        super().__init__(params, {})
+
+    def step(self, closure=None):
+        return None
+
+
 def memory_test(model: nn.Module, batch: dict, *, device: torch.device | str = "cpu", limit_share: float = 0.9,
                 total_bytes: int | None = None, loss: Callable = loss_fn, amp_ctx: Any = None,
                 optimizer_state_factor: float = 2.0) -> dict[str, Any]:
-    """Forward + backward of ``model`` on ``batch``; peak memory (+ optimizer state) vs total, pass/fail.
+    """Forward + backward (``step.train_step``, weights unchanged) of ``model`` on ``batch``; peak memory
+    (+ optimizer state) vs total, pass/fail.
 
     ``total_bytes`` overrides the measured total (tests use it to force a
     failure). Returns ``device``, ``method``, ``peak_bytes``,
@@ -225,7 +241,7 @@ def memory_test(model: nn.Module, batch: dict, *, device: torch.device | str = "
             b = move_to(batch, dev)
             with amp_mod.autocast(amp_ctx):
                 value = _loss_value(loss(model, b))
-            value.backward()
+            train_step(value, _NoUpdate(params), amp_mod.make_scaler(amp_ctx), params, None)
             del value, b
             if cuda:
                 torch.cuda.synchronize(dev)

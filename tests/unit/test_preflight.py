@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
+from streamguard import families
 from streamguard import preflight as pf
 from streamguard.config import load_config
 from streamguard.data.samples import read_split, write_samples
@@ -103,7 +104,7 @@ def test_atomic_json_self_test_fails_for_a_writer_that_leaves_temp_files():
     assert r.status == "fail" and "left temporary files" in r.message and "os.replace" in r.message
 
 
-def test_amp_order_self_test_passes_for_backward_step():
+def test_amp_order_self_test_passes_for_the_training_step():
     r = pf.check_amp_order()
     assert r.status == "pass", r.message
     assert r.values["calls"] == ["scale", "backward", "unscale_", "clip", "step", "optimizer.step", "update"]
@@ -163,7 +164,7 @@ def test_data_check_passes_on_a_clean_split_with_the_real_tokenizer(tiny):
     data, graphs, cfg = tiny
     tok = ProbeContext(str(data), str(graphs), cfg)
     try:
-        r = pf.check_data(str(data), str(graphs), 512, tokenizer_fn=lambda: tok.transformer()[1])
+        r = pf.check_data(str(data), str(graphs), 512, tokenizer_fn=lambda: families.transformer.probe_parts(tok).tokenizer)
     finally:
         tok.close()
     assert r.status == "pass", r.message

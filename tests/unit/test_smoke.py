@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from streamguard import families
 from streamguard.errors import UserError
 from streamguard.smoke import ProbeContext, memory_check, smoke_test
 
@@ -59,7 +60,7 @@ def test_smoke_fails_when_the_setup_cannot_learn(tiny, ctx, family):
 
 def test_smoke_leaves_the_shared_models_unchanged(tiny, ctx):
     data, graphs, cfg = tiny
-    model = ctx.gnn()[0]
+    model = families.gnn.probe_parts(ctx).model
     before = _state(model)
     smoke_test("gnn", data, graphs, cfg, context=ctx, lr_multipliers=(1.0,))
     after = _state(model)
@@ -87,7 +88,7 @@ def test_memory_check_takes_the_largest_graphs(tiny, ctx):
     data, graphs, cfg = tiny
     res = memory_check("gnn", data, graphs, cfg, context=ctx)
     assert res["passed"], res["reason"]
-    sizes = sorted((int(g.num_nodes) for g in ctx.gnn()[1]), reverse=True)
+    sizes = sorted((int(g.num_nodes) for g in families.gnn.probe_parts(ctx).graphs), reverse=True)
     assert res["batch_items"] == cfg.gnn.batch_size
     assert res["largest_graph_nodes"] == sizes[0] and res["nodes"] == sum(sizes[:cfg.gnn.batch_size])
 

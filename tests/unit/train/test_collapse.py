@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from streamguard.errors import EXIT_COLLAPSE, CollapseError, UserError
-from streamguard.train import amp
 from streamguard.train.collapse import CollapseConfig, CollapseMonitor, handle_collapse, write_collapse_report
 from streamguard.train.interface import loss_fn
+from streamguard.train.step import train_step
 from train_toys import MLP, Constant, separable
 
 
@@ -24,7 +24,7 @@ def _train(model, batches, lr, steps, monitor, opt_cls=torch.optim.AdamW, clip=1
         batch = batches[step % len(batches)]
         opt.zero_grad(set_to_none=True)
         loss, _ = loss_fn(model, batch)
-        norm = amp.backward_step(loss, opt, None, params, clip)
+        norm = train_step(loss, opt, None, params, clip)
         reason = monitor.on_step(step, float(loss.detach()), norm)
         if reason:
             return reason, step

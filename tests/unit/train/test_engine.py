@@ -14,9 +14,9 @@ import torch
 from streamguard.config import CollapseConfig, OptimConfig, TrainConfig
 from streamguard.eval.metrics import compute_metrics, tune_threshold
 from streamguard.storage import get_json
-from streamguard.train import engine
+from streamguard.train import amp, engine
 from streamguard.train.engine import TrainJob, fit, write_outputs
-from train_toys import MLP
+from train_toys import MLP, RecordingScaler
 
 T0 = 1_767_225_600.0  # a fixed "now" for the LR cache clock
 
@@ -190,6 +190,25 @@ def test_every_json_parses_and_metadata_is_complete(tmp_path, local_store):
 
 
 # ----------------------------------------------------------- LR decisions
+def test_the_lr_sweep_uses_the_engines_scaler_and_grad_clip(tmp_path, monkeypatch):
+    calls: list[str] = []
+    scaler = RecordingScaler(torch.amp.GradScaler("cpu", init_scale=1024.0), calls)
+    monkeypatch.setattr(amp, "make_scaler", lambda ctx, **kw: scaler)
+    seen: dict = {}
+    real_find_lr = engine.find_lr
+
+    def spy(*a, **k):
+        seen.update(k)
+        return real_find_lr(*a, **k)
+
+    monkeypatch.setattr(engine, "find_lr", spy)
+    job, result, meta = run(tmp_path, lr=None, epochs=1, grad_clip=0.25)
+    assert seen["scaler"] is scaler and seen["max_norm"] == 0.25
+    sweep_steps = len(meta["lr_info"]["finder"]["lrs"])
+    train_steps = meta["history"][-1]["step"]
+    assert sweep_steps >= 10 and calls.count("scale") == sweep_steps + train_steps
+
+
 def test_lr_finder_then_cache_then_expired_then_corrupt(store, tmp_path):
     now = [T0]
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from streamguard.train import amp
+from streamguard.train.interface import loss_fn
 from streamguard.train.lr_finder import LRFinderResult, find_lr, steepest_descent
-from train_toys import MLP, separable
+from train_toys import MLP, RecordingScaler, separable
 
 
 def adam(params, lr):
@@ -120,3 +122,54 @@ def test_steepest_descent_on_a_known_curve():
     lr, why = steepest_descent(lrs, losses)
     assert why is None and lr == pytest.approx(1e-3, rel=0.1)
     assert steepest_descent(lrs[:3], losses[:3])[0] is None
+
+
+# ------------------------------------------------------------------ the training step inside the sweep
+def _fp16_loss(model, batch):
+    with amp.autocast(amp.AmpContext("cpu", True, torch.float16, use_scaler=True)):
+        return loss_fn(model, batch)
+
+
+def test_an_fp16_sweep_goes_through_the_grad_scaler_and_leaves_it_as_it_was():
+    torch.manual_seed(0)
+    model = MLP()
+    calls: list[str] = []
+    scaler = RecordingScaler(torch.amp.GradScaler("cpu", init_scale=2.0**16), calls)
+    before = scaler.state_dict()
+    scales: list[float] = []
+    real_update = scaler.inner.update
+    scaler.inner.update = lambda: (real_update(), scales.append(scaler.inner.get_scale()))[0]
+    res = find_lr(model, adam, separable(), loss=_fp16_loss, steps=40, scaler=scaler, lr_range=(1e-5, 1.0))
+    assert len(res.lrs) >= 10
+    # every recorded step is scale -> unscale_ -> step -> update; then the scaler's state is put back
+    assert calls == ["scale", "unscale_", "step", "update"] * len(res.lrs) + ["load_state_dict"]
+    assert scaler.state_dict() == before
+    # the sweep really was loss-scaled: fp16 gradients at 2^16 overflow, and the scaler backed off
+    assert min(scales) < 2.0**16
+
+
+class _NormRecordingSGD(torch.optim.SGD):
+    """SGD that records the norm of the gradients it is handed at each step."""
+
+    def __init__(self, params, lr, norms: list[float]):
+        super().__init__(params, lr=lr)
+        self.norms = norms
+
+    def step(self, closure=None):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        self.norms.append(float(torch.nn.utils.get_total_norm(grads)))
+        return super().step(closure)
+
+
+def test_the_sweep_clips_gradients_at_max_norm():
+    def run_sweep(max_norm):
+        torch.manual_seed(0)
+        norms: list[float] = []
+        find_lr(MLP(), lambda ps, lr: _NormRecordingSGD(ps, lr, norms), separable(),
+                loss=lambda m, b: loss_fn(m, b)[0] * 50.0, steps=30, max_norm=max_norm)
+        return norms
+
+    unclipped, clipped = run_sweep(None), run_sweep(0.5)
+    assert len(clipped) >= 10 and len(unclipped) >= 10
+    assert max(unclipped) > 0.5  # the gradients are large enough for the clip to act
+    assert max(clipped) <= 0.5 * (1 + 1e-5)

@@ -67,8 +67,10 @@ def test_memory_test_reports_on_cpu_and_restores_the_model():
     torch.manual_seed(0)
     model = MLP(hidden=64).eval()
     batch = separable(n=64, batch_size=64)[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     res = memory_test(model, batch, device="cpu")
     assert res["passed"], res
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the step moved no weight
     assert res["device"] == "cpu" and res["batch_size"] == 64 and res["peak_bytes"] > 2**20
     total, _ = system_memory_bytes()
     assert res["total_bytes"] == total and 0 < res["share"] < 0.9

@@ -7,7 +7,37 @@ import torch
 from torch import nn
 
 
+class RecordingScaler:
+    """Wraps a real GradScaler and records its calls in ``calls`` (``train_step`` calls clip in between)."""
 
+    def __init__(self, inner: torch.amp.GradScaler, calls: list[str]):
+        self.inner, self.calls = inner, calls
+
+    def is_enabled(self):
+        return self.inner.is_enabled()
+
+    def scale(self, loss):
+        self.calls.append("scale")
+        return self.inner.scale(loss)
+
+    def unscale_(self, opt):
+        self.calls.append("unscale_")
+        return self.inner.unscale_(opt)
+
+    def step(self, opt):
+        self.calls.append("step")
+        return self.inner.step(opt)
+
+    def update(self):
+        self.calls.append("update")
+        return self.inner.update()
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.calls.append("load_state_dict")
+        return self.inner.load_state_dict(state)
 
 class MLP(nn.Module):
     def __init__(self, d_in: int = 8, hidden: int = 16, dropout: float = 0.0):
