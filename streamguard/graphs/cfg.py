@@ -13,7 +13,17 @@ from __future__ import annotations
 import contextlib
 
 from streamguard.graphs.dataflow import USE
-from streamguard.graphs.features import CFG_FALSE, CFG_JUMP, CFG_NEXT, CFG_TRUE, ERROR_ID, R_STMT, kind_ids
+from streamguard.graphs.features import (
+    CFG_FALSE,
+    CFG_JUMP,
+    CFG_NEXT,
+    CFG_TRUE,
+    ERROR_ID,
+    NUM_FEATURES,
+    R_STMT,
+    ROLE_COLUMN,
+    kind_ids,
+)
 from streamguard.graphs.nodes import SKIP, NodeTable
 
 _COND = kind_ids("parenthesized_expression", "condition_clause")
@@ -62,9 +72,12 @@ class ControlFlowWalk:
 
     def _cfg_node(self, node, k, parent, preds) -> tuple[int, list]:
         """A control-flow node for ``node``, reached from ``preds``; returns it and its access list."""
-        idx = self.nodes.add(node, k, parent, False)
-        self.nodes.set_role(idx, R_STMT)
-        self.connect(preds, idx)
+        nodes = self.nodes
+        idx = nodes.add(node, k, parent, False)
+        nodes.feat[idx * NUM_FEATURES + ROLE_COLUMN] = R_STMT
+        cfg = self.cfg
+        for p, t in preds:
+            cfg += (p, idx, t)
         acc: list = []
         self.accesses[idx] = acc
         return idx, acc

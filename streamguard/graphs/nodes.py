@@ -120,15 +120,51 @@ class NodeTable:
         return self._ex(node, k, parent, acc, mode)
 
     def _ex(self, node, k: int, parent: int, acc: list, mode: int) -> int:
-        """``expr`` for a node already known not to be skipped (kind ``k``): the hot path of the build."""
+        """``expr`` for a node already known not to be skipped (kind ``k``): the hot path of the build.
+
+        ``add(node, k, parent, leaf=not children)`` followed by ``inside``, written out in place: on
+        typical code the two calls per node cost ~6% of the build time."""
+        parents = self.parent
+        idx = len(parents)
+        if idx >= self.max_nodes:
+            raise Cap
+        parents.append(parent)
+        if self.trace is not None:
+            self.trace.append(node)
         children = node.children
-        idx = self.add(node, k, parent, not children)
-        if not children:
+        feat = self.feat
+        if k == ERROR_ID:
+            self.nerr += 1
+            feat += ERROR_ROW
+            if not children:
+                return idx
+        elif not children:  # leaf
+            self.leaves.append(idx)
+            cache = HASHED_ROWS[k]
+            if cache is None:
+                feat += LEAF_ROW[k]
+                if self.has_error and node.is_missing:
+                    self.nerr += 1
+                    feat[-1] = R_MISSING
+                return idx
+            text = self.src[node.start_byte:node.end_byte]
+            f = cache.get(text)
+            feat += f if f is not None else hashed_row(k, text, cache)
+            if self.has_error and node.is_missing:
+                self.nerr += 1
+                feat[-1] = R_MISSING
             if k == IDENT and mode:
-                acc.append((self.src[node.start_byte:node.end_byte], idx, mode))
-                self.feat[-1] = _ROLE_OF_MODE[mode]
+                acc.append((text, idx, mode))
+                feat[-1] = _ROLE_OF_MODE[mode]
             return idx
-        self.inside(node, k, children, idx, acc, mode)
+        else:
+            f = INNER_ROW[k]
+            feat += f if f is not None else string_row(k, self.src[node.start_byte:node.end_byte])
+        h = _EXPR_HANDLERS.get(k)
+        if h is not None:
+            h(self, node, children, idx, acc, mode)
+        else:
+            self.exprs(children, idx, acc, USE if mode & DEF and k not in _PASSTHRU else mode)
         return idx
 
     def inside(self, node, k: int, children, idx: int, acc: list, mode: int) -> None:
