@@ -68,7 +68,8 @@ def arrays_to_data(g: GraphArrays, sample_id: str = "", label: int = 0, failed: 
         torch.zeros(0, NUM_FEATURES, dtype=torch.long)
     e = len(g.etype)
     if e:
-        ei = torch.stack([torch.frombuffer(g.src, dtype=torch.int32), torch.frombuffer(g.dst, dtype=torch.int32)]).long()
+        ei = torch.stack([torch.frombuffer(g.src, dtype=torch.int32),
+                          torch.frombuffer(g.dst, dtype=torch.int32)]).long()
         et = torch.frombuffer(g.etype, dtype=torch.int8).long()
     else:
         ei = torch.zeros(2, 0, dtype=torch.long)

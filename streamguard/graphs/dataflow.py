@@ -59,7 +59,7 @@ def def_use_pairs(accesses: Mapping[Hashable, Sequence[tuple[Hashable, Site, int
     for i, ev in enumerate(evs):
         if kill[i]:
             kl = 0
-            for name, site, mode in ev:
+            for name, _, mode in ev:
                 if mode & DEF:
                     kl |= var_defs[name]
             kill[i] = kl

@@ -23,15 +23,19 @@ CAPS = (4000, 40)  # the default, and a cap that truncates most functions
 # every statement kind the walk handles, K&R, #if, GNU extensions, broken and truncated code
 HANDWRITTEN = [
     "int f(int a) {\n  int x;\n  if (a > 0)\n    x = 1;\n  else if (a < 0)\n    x = 2;\n  return x;\n}",
-    "void f(int n) {\n  int i = 0;\n  while (i < n) {\n    if (i == 5) break;\n    if (i == 3) { i += 2; continue; }\n"
+    "void f(int n) {\n  int i = 0;\n  while (i < n) {\n    if (i == 5) break;\n"
+    "    if (i == 3) { i += 2; continue; }\n"
     "    i++;\n  }\n  do { n--; if (n == 2) continue; } while (n > 0);\n  done(i);\n}",
-    "int f(int c) {\n  int r = 0;\n  switch (c) {\n  case 1: r = 10;\n  case 2: r += 1; break;\n  default: r = 5;\n  }\n"
+    "int f(int c) {\n  int r = 0;\n  switch (c) {\n  case 1: r = 10;\n  case 2: r += 1; break;\n"
+    "  default: r = 5;\n  }\n"
     "  for (int i = 0; i < c; i++) { if (i) continue; r = r * i; }\n  for (;;) break;\n  return r;\n}",
     "int f(int *p) {\n  int rc = -1;\n  if (!p)\n    goto out;\n  rc = use(p, \"%s\", 0x10, 'c', NULL, 1.5f);\n"
     "out:\n  cleanup(p);\n  return rc;\n}",
     "int add(a, b)\n  int a;\n  char *b;\n{\n  return a + *b;\n}",
-    "int f(int x) {\n#ifdef CONFIG_A\n  x += 1;\n#elif defined(CONFIG_B)\n  x += 2;\n#else\n  x += 3;\n#endif\n  return x;\n}",
-    "static inline int g(int *p) {\n  typeof(*p) t = ({ int y = *p; y * 2; });\n  switch (t) { case 1 ... 5: t++; break; }\n"
+    "int f(int x) {\n#ifdef CONFIG_A\n  x += 1;\n#elif defined(CONFIG_B)\n  x += 2;\n#else\n  x += 3;\n#endif\n"
+    "  return x;\n}",
+    "static inline int g(int *p) {\n  typeof(*p) t = ({ int y = *p; y * 2; });\n"
+    "  switch (t) { case 1 ... 5: t++; break; }\n"
     "  void *l = &&done;\n  goto *l;\ndone:\n  return t ?: 1;\n}",
     "int outer(void) { int inner(int z) { return z + 1; } return inner(2); }",
     "int f(int a) {\n  if (a > 0) {\n    while (a--) {\n      x = buf[a",
