@@ -18,14 +18,12 @@ from streamguard.graphs.features import (
     IDENT,
     INNER_ROW,
     LEAF_ROW,
-    NUM_FEATURES,
     R_CALLEE,
     R_DEF,
     R_DEFUSE,
     R_MISSING,
     R_PARAM,
     R_USE,
-    ROLE_COLUMN,
     hashed_row,
     kind_ids,
     string_row,
@@ -70,9 +68,6 @@ class NodeTable:
     def __len__(self) -> int:
         return len(self.parent)
 
-    def set_role(self, idx: int, role: int) -> None:
-        self.feat[idx * NUM_FEATURES + ROLE_COLUMN] = role
-
     def add(self, node, k: int, parent: int, leaf: bool) -> int:
         """New node for tree-sitter ``node`` of kind ``k`` under graph node ``parent``; its row of ``x``
         is the row of its kind (a ``leaf`` is a token: hashed text, missing-token role). Returns its id."""
@@ -114,8 +109,10 @@ class NodeTable:
     def expr(self, node, parent: int, acc: list, mode: int) -> int:
         """Add ``node`` and its subtree; returns its id, or -1 if ``node`` is a skipped token."""
         k = node.kind_id
-        if k in SKIP:
-            self.skip(node)
+        if k in SKIP:  # `skip`, written out: this is on the hot path too (call arguments)
+            self.nskip += 1
+            if self.has_error and node.is_missing:
+                self.nerr += 1
             return -1
         return self._ex(node, k, parent, acc, mode)
 
@@ -235,7 +232,7 @@ class NodeTable:
             if callee < 0:
                 if ch.kind_id == IDENT:
                     callee = self.add(ch, IDENT, idx, True)
-                    self.set_role(callee, R_CALLEE)
+                    self.feat[-1] = R_CALLEE
                 else:
                     callee = self.expr(ch, idx, acc, USE)
             elif ch.kind_id in _ARGUMENT_LIST:
