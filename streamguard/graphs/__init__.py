@@ -1,6 +1,8 @@
 """Program graphs of C functions (AST + tokens + control flow + data flow) and their shards.
 
-See :mod:`streamguard.graphs.builder` for the node features and edge types,
+See :mod:`streamguard.graphs.builder` for the node features and edge types (it builds a graph
+with :mod:`~streamguard.graphs.features`, :mod:`~streamguard.graphs.nodes`, :mod:`~streamguard.graphs.cfg`,
+:mod:`~streamguard.graphs.dataflow` and :mod:`~streamguard.graphs.assemble`),
 :mod:`streamguard.graphs.shards` for the shard format and dataset, and
 :mod:`streamguard.graphs.stage` for the pipeline stage.
 """

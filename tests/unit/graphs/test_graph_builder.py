@@ -245,6 +245,7 @@ def test_features_and_tensors():
     again = build_graph("void g(int buf_len) { buf_len++; }")
     tok = lambda d: {int(r[1]) for r in d.x if int(r[1])}  # noqa: E731
     assert tok(g) & tok(again)
-    from streamguard.graphs.builder import _token_features
     import zlib
+
+    from streamguard.graphs.features import token_features as _token_features
     assert _token_features(b"memcpy", True)[0] == zlib.crc32(b"memcpy") % 8191 + 1
