@@ -16,6 +16,7 @@ help:
 	@echo "make test      run the test suite"
 	@echo "make compile   compile the pipeline (PROFILE=$(PROFILE)) and check it against the KFP backend's rules"
 	@echo "make bench     run benchmarks/ (prints name: value lines)"
+	@echo "make lint      check the Python sources with ruff (rules in pyproject.toml)"
 
 venv: $(STAMP)
 
@@ -43,6 +44,9 @@ test: $(STAMP)
 compile: $(STAMP)
 	$(PY) -m pipelines.compile --profile $(PROFILE)
 	$(PY) -m pipelines.spec_check $(KFP_PACKAGE)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

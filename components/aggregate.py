@@ -14,9 +14,10 @@ def aggregate(transformer_results: Input[List[Artifact]], gnn_results: Input[Lis
     import shutil
     from pathlib import Path
 
-    from streamguard.aggregate import aggregate as run, kfp_metrics
-    from streamguard.stage import run_stage
+    from streamguard.aggregate import aggregate as run
+    from streamguard.aggregate import kfp_metrics
     from streamguard.kfp_io import log_scalars
+    from streamguard.stage import run_stage
 
     dirs = [a.path for a in [*transformer_results, *gnn_results, *fusion_results]]
     result = run_stage(lambda: run(dirs, summary.path))

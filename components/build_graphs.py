@@ -7,9 +7,9 @@ from components._image import CPU_IMAGE
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def build_graphs(data: Input[Dataset], profile: str, overrides: dict, store_uri: str, graphs: Output[Dataset]):
     """Build AST + control-flow + data-flow graphs for every function, in shards (cached in the store)."""
-    from streamguard.stage import run_stage
     from streamguard.config import load_config
     from streamguard.graphs import build_graphs as run
+    from streamguard.stage import run_stage
     from streamguard.storage import open_store
 
     def go():

@@ -12,9 +12,9 @@ def ingest(input_uri: str, profile: str, overrides: dict, data_version: str, dat
     import shutil
     from pathlib import Path
 
-    from streamguard.stage import run_stage
     from streamguard.config import load_config
     from streamguard.data.ingest import ingest as run
+    from streamguard.stage import run_stage
 
     def go():
         cfg = load_config(profile, overrides)

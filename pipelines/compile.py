@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default=None, help="YAML file to write (default: by profile, see above)")
     ap.add_argument("--cache-training", action="store_true", default=_env_flag("CACHE_TRAINING"),
                     help="let KFP cache the training tasks (default: off; env CACHE_TRAINING=1)")
-    ap.add_argument("--all", action="store_true", help="compile every profile in pipelines/profiles/ to its default output")
+    ap.add_argument("--all", action="store_true",
+                    help="compile every profile in pipelines/profiles/ to its default output")
     args = ap.parse_args(argv)
     if args.all and args.output:
         ap.error("--all writes each profile's default output; drop --output")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -66,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads(summary_path.read_text())
     print(f"\nStreamGuard pipeline finished in {time.time() - t0:.0f} s. Test F1, mean ± std over seeds:")
     for fam, m in summary["models"].items():
-        print(f"  {fam:12s} {m['mean']['f1']:.3f} ± {m['std']['f1']:.3f}  ({m['n_seeds']} seeds, best seed {m['best_seed']})")
+        print(f"  {fam:12s} {m['mean']['f1']:.3f} ± {m['std']['f1']:.3f}  "
+              f"({m['n_seeds']} seeds, best seed {m['best_seed']})")
     print(f"\nproduction_summary.json: {summary_path}")
     print(f"report (Markdown):       {out['report']}")
     print(f"report (HTML):           {out['report_html']}")

@@ -32,8 +32,8 @@ class Outputs(NamedTuple):
 
 TaskHook = Callable[[str, PipelineTask], None]
 """``hook(stage, task)``: called once per task while the graph is built; ``stage`` is the component's
-name (``source_version``, ``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``, ``train_fusion``,
-``aggregate``). ``pipelines/platform.py`` uses it to apply a compile profile's Kubernetes settings."""
+name (``source_version``, ``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``,
+``train_fusion``, ``aggregate``). ``pipelines/platform.py`` uses it to apply a compile profile's Kubernetes settings."""
 
 CACHEABLE_STAGES = ("ingest", "build_graphs", "aggregate")
 TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")
@@ -60,7 +60,9 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
         input_uri: str,
         seeds: List[int] = DEFAULT_SEEDS,
         profile: str = "demo",
-        overrides: dict = {},
+        # A KFP pipeline signature: the default is written into the spec, never mutated (no None: KFP's
+        # parameter defaults are literals and the body runs once, at compile time, on placeholders).
+        overrides: dict = {},  # noqa: B006
         store_uri: str = "",
         require_gpu: bool = False,
         data_version: str = "",
@@ -77,8 +79,9 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
                                       **common).set_display_name("ingest"))
         graphs = setup("build_graphs", build_graphs(data=data.outputs["data"], store_uri=store_uri,
                                                     **common).set_display_name("build graphs"))
-        gate = setup("preflight", preflight(data=data.outputs["data"], graphs=graphs.outputs["graphs"], store_uri=store_uri,
-                                            require_gpu=require_gpu, **common).set_display_name("pre-flight"))
+        gate = setup("preflight", preflight(data=data.outputs["data"], graphs=graphs.outputs["graphs"],
+                                            store_uri=store_uri, require_gpu=require_gpu,
+                                            **common).set_display_name("pre-flight"))
         run_key = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         # No ParallelFor(name=...): backends before 2.16 lose a renamed loop's outputs (pipelines/spec_check.py).
         with dsl.ParallelFor(seeds, parallelism=seed_parallelism) as seed:

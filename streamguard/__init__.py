@@ -4,7 +4,8 @@ All pipeline logic lives in this package; ``components/`` only wraps it for KFP.
 This package never imports ``kfp``.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("streamguard")

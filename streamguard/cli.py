@@ -90,24 +90,27 @@ def cmd_aggregate(args) -> None:
 
     summary = aggregate(args.results, args.output)
     for fam, m in summary["models"].items():
-        print(f"{fam:12s} test F1 {m['mean']['f1']:.4f} ± {m['std']['f1']:.4f} ({m['n_seeds']} seeds, best {m['best_seed']})")
+        print(f"{fam:12s} test F1 {m['mean']['f1']:.4f} ± {m['std']['f1']:.4f} "
+              f"({m['n_seeds']} seeds, best {m['best_seed']})")
     print(f"summary: {os.path.join(args.output, 'production_summary.json')}")
 
 
 def _common(p: argparse.ArgumentParser, store: bool = False) -> None:
     p.add_argument("--profile", default="demo",
-                   help="config profile: a name in streamguard/configs (demo, test, production) or a YAML path (default: demo)")
+                   help="config profile: a name in streamguard/configs (demo, test, production) or a YAML path "
+                        "(default: demo)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one config field, e.g. --set gnn.epochs=3 (repeatable)")
     p.add_argument("--overrides", default="", metavar="JSON", help="nested config overrides as a JSON object")
     if store:
         p.add_argument("--store", default="", metavar="URI",
-                       help="object store for checkpoints, LR cache and graph shards: a directory or s3://bucket/prefix "
-                            "(default: $STREAMGUARD_STORE or ./.streamguard/store)")
+                       help="object store for checkpoints, LR cache and graph shards: a directory or "
+                            "s3://bucket/prefix (default: $STREAMGUARD_STORE or ./.streamguard/store)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="streamguard", description=__doc__.split("\n")[0] + " (see README for exit codes)")
+    ap = argparse.ArgumentParser(prog="streamguard",
+                                 description=__doc__.split("\n")[0] + " (see README for exit codes)")
     ap.add_argument("--version", action="version", version=f"streamguard {__version__}")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -120,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_make_demo_data)
 
     p = sub.add_parser("ingest", help="validate, quarantine bad rows, split train/valid/test",
-                       description="Read a dataset, write {train,valid,test}.jsonl, quarantine.jsonl and data_report.json.")
+                       description="Read a dataset, write {train,valid,test}.jsonl, quarantine.jsonl and "
+                                   "data_report.json.")
     p.add_argument("--input", required=True, help="dataset file (path, http(s) URL or s3:// URI)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--format", default="auto",

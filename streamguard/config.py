@@ -197,7 +197,8 @@ ENV_FIELDS = {"LR_CACHE_TTL_HOURS": ("train", "lr_cache_ttl_hours"),
 """Cluster settings from the ``streamguard-config`` ConfigMap (environment) that override the profile."""
 
 
-def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None, sets: list[str] | None = None) -> Config:
+def load_config(profile: str = "demo", overrides: dict[str, Any] | None = None,
+                sets: list[str] | None = None) -> Config:
     """Load a profile by name or path; then the ConfigMap environment (ENV_FIELDS); then ``overrides``;
     then ``--set`` items (each later source wins)."""
     path = Path(profile)

@@ -152,13 +152,14 @@ def check_atomic_json(write_json: Callable[[Any, Any], None] | None = None, work
 
     write_json = write_json or write_json_atomic
     old, new = {"version": "old", "pad": "x" * 4096}, {"version": "new", "pad": "y" * 8192}
-    vals: dict[str, Any] = {"writer": f"{getattr(write_json, '__module__', '?')}.{getattr(write_json, '__name__', '?')}"}
+    vals: dict[str, Any] = {
+        "writer": f"{getattr(write_json, '__module__', '?')}.{getattr(write_json, '__name__', '?')}"}
     with tempfile.TemporaryDirectory(prefix="sg-preflight-atomic-", dir=workdir) as tmp:
         target = Path(tmp) / "state.json"
         for point in ("fsync", "replace"):
             write_json(target, old)
 
-            def crash(*_a, **_k):
+            def crash(*_a, point=point, **_k):
                 raise _SimulatedCrash(f"simulated crash at os.{point}")
 
             # os.<point> is patched only for this call (a few milliseconds; the pre-flight runs no other threads)
@@ -301,8 +302,8 @@ def check_lr_fallback(find_lr: Callable | None = None) -> CheckResult:
         res = find_lr(model, lambda ps, lr: torch.optim.SGD(ps, lr=lr), batches, loss=broken_loss, steps=10,
                       fallback_lr=fallback)
     except Exception as e:
-        return CheckResult("safety_lr_fallback", "fail", f"the LR finder raised instead of falling back: {_one_line(e)}",
-                           {"loss_calls": calls["n"]})
+        return CheckResult("safety_lr_fallback", "fail",
+                           f"the LR finder raised instead of falling back: {_one_line(e)}", {"loss_calls": calls["n"]})
     source, lr, reason = getattr(res, "source", None), getattr(res, "lr", None), getattr(res, "reason", None)
     restored = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     vals = {"source": source, "lr": lr, "reason": reason, "weights_restored": restored, "loss_calls": calls["n"]}
@@ -439,8 +440,8 @@ def check_store(store: ObjectStore | None, cfg: Config, *, connect_timeout: floa
         try:
             socket.create_connection(ep, timeout=connect_timeout).close()
         except OSError as e:
-            return CheckResult("object_store", "fail", f"{store.uri}: endpoint {ep[0]}:{ep[1]} unreachable ({_one_line(e)})",
-                               vals)
+            return CheckResult("object_store", "fail",
+                               f"{store.uri}: endpoint {ep[0]}:{ep[1]} unreachable ({_one_line(e)})", vals)
         vals["connect_ms"] = round(1000 * (time.perf_counter() - t0), 1)
     try:
         client, bucket = getattr(store, "client", None), getattr(store, "bucket", None)
@@ -470,7 +471,8 @@ def check_store(store: ObjectStore | None, cfg: Config, *, connect_timeout: floa
     cache = LRCache(store, ttl_hours=ttl) if isinstance(ttl, (int, float)) and math.isfinite(ttl) and ttl > 0 else None
     vals["lr_cache_ttl_hours"] = ttl
     if cache is None:
-        return CheckResult("object_store", "fail", f"train.lr_cache_ttl_hours={ttl!r}: expected a positive number", vals)
+        return CheckResult("object_store", "fail", f"train.lr_cache_ttl_hours={ttl!r}: expected a positive number",
+                           vals)
     location = cache.object_key("KEY").rsplit("/", 1)[0]
     vals["lr_cache_location"] = f"{store.uri}/{location}"
     try:
@@ -567,15 +569,17 @@ def check_cluster(*, require_gpu: bool = False, node_selector: Mapping[str, str]
     except k8s.ApiException as e:
         nodes = None
         (warnings if e.status in (401, 403) else problems).append(
-            f"cannot list nodes ({e.status} {e.reason})" + ("; the service account needs a ClusterRole with "
-                                                            "nodes: list to check the GPU pool" if e.status == 403 else ""))
+            f"cannot list nodes ({e.status} {e.reason})"
+            + ("; the service account needs a ClusterRole with nodes: list to check the GPU pool"
+               if e.status == 403 else ""))
     if nodes is not None:
         pool, gpu_nodes = [], []
         for n in nodes:
             labels = n.metadata.labels or {}
             if all(labels.get(k) == v for k, v in node_selector.items()):
                 alloc = _quantity((n.status.allocatable or {}).get(GPU_RESOURCE, 0)) if n.status else 0.0
-                ready = any(c.type == "Ready" and c.status == "True" for c in ((n.status and n.status.conditions) or []))
+                ready = any(c.type == "Ready" and c.status == "True"
+                            for c in ((n.status and n.status.conditions) or []))
                 schedulable = not (n.spec and n.spec.unschedulable)
                 pool.append(n.metadata.name)
                 if alloc > 0 and ready and schedulable:

@@ -28,7 +28,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for fam, m in summary["models"].items():
         for seed, s in m["seeds"].items():
             lr = f"{s['lr']:.3g} ({s['lr_source']})" if s.get("lr") is not None else "n/a"
-            lines.append(f"| {fam} | {seed} | {s['threshold']:.3f} | " + " | ".join(_f(s[k]) for k in COLS) + f" | {lr} |")
+            lines.append(f"| {fam} | {seed} | {s['threshold']:.3f} | " + " | ".join(_f(s[k]) for k in COLS)
+                         + f" | {lr} |")
     return "\n".join(lines) + "\n"
 
 
@@ -72,7 +73,8 @@ def render_html(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
              "<h1>StreamGuard training summary</h1>",
              f"<p>Data fingerprint <code>{html.escape(str(summary['data_fingerprint']))}</code>, "
              f"code version {html.escape(summary['code_version'])}.</p>",
-             "<table><tr><th>model</th><th>seeds</th>" + "".join(f"<th>{c}</th>" for c in COLS) + "<th>best seed</th></tr>"]
+             "<table><tr><th>model</th><th>seeds</th>" + "".join(f"<th>{c}</th>" for c in COLS)
+             + "<th>best seed</th></tr>"]
     for fam, m in summary["models"].items():
         parts.append(f"<tr><td>{fam}</td><td>{m['n_seeds']}</td>" +
                      "".join(f"<td>{_f(m['mean'][k])} ± {_f(m['std'][k])}</td>" for k in COLS) +
@@ -84,7 +86,8 @@ def render_html(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
     for fam, rs in sorted(by_fam.items()):
         rs = sorted(rs, key=lambda r: r["seed"])
         parts.append(f"<h2>{fam}</h2><div>")
-        parts.append(_svg_curve([(f"seed {r['seed']}", r["curves"]["fpr"], r["curves"]["tpr"]) for r in rs], "FPR", "TPR"))
+        parts.append(_svg_curve([(f"seed {r['seed']}", r["curves"]["fpr"], r["curves"]["tpr"]) for r in rs],
+                                "FPR", "TPR"))
         parts.append(_svg_curve([(f"seed {r['seed']}", r["curves"]["recall"], r["curves"]["precision"]) for r in rs],
                                 "recall", "precision"))
         hist = []

@@ -52,7 +52,8 @@ def checkpoint_key(run_key: str, family: str, seed: int) -> str:
     return f"checkpoints/{run_key}/{family}/seed-{seed}/last.pt"
 
 
-def _write_card(model_dir: Path, job: TrainJob, result: TrainResult, fingerprint: str, extra: dict | None = None) -> dict:
+def _write_card(model_dir: Path, job: TrainJob, result: TrainResult, fingerprint: str,
+                extra: dict | None = None) -> dict:
     card = {
         "family": job.family, "seed": job.seed, "data_fingerprint": fingerprint, "code_version": __version__,
         "threshold": result.threshold, "best_epoch": result.best_epoch,
@@ -68,7 +69,8 @@ def _finish(job: TrainJob, result: TrainResult, model_dir: Path, result_dir: Pat
     write_outputs(job, result, result_dir)
     card = _write_card(model_dir, job, result, fingerprint, extra)
     write_json_atomic(result_dir / "model_card.json", card)
-    log.info("%s seed %d: test F1 %.4f (threshold %.3f)", job.family, job.seed, result.test_metrics["f1"], result.threshold)
+    log.info("%s seed %d: test F1 %.4f (threshold %.3f)", job.family, job.seed, result.test_metrics["f1"],
+             result.threshold)
     return card
 
 

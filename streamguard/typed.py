@@ -69,7 +69,8 @@ def convert(tp: Any, value: Any, where: str, *, current: Any = None, raw: bool =
         items = [convert(args[0], v, f"{where}[{i}]", error=error) for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in value.items()):
             raise error(f"{where}: expected a mapping of strings to strings, got {value!r}")
         return dict(value)
     if tp is bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -75,7 +74,8 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
             continue
         if res.id in seen_ids:
             first = seen_ids[res.id]
-            quarantine.append(_quarantine_record(row, "duplicate_id", f"id {res.id!r} already used at {first.source}:{first.line}"))
+            quarantine.append(_quarantine_record(row, "duplicate_id",
+                                                 f"id {res.id!r} already used at {first.source}:{first.line}"))
             continue
         seen_ids[res.id] = row
         samples.append(res)
@@ -201,8 +201,8 @@ def data_card(r: dict) -> str:
         lines.append("| hygiene | skipped (data.dedup=false) |")
     else:
         lines += [
-            f"| conflicting labels (identical code, both labels; all copies removed) | {h['conflicting_label_samples']} "
-            f"in {h['conflicting_label_groups']} groups |",
+            f"| conflicting labels (identical code, both labels; all copies removed) | "
+            f"{h['conflicting_label_samples']} in {h['conflicting_label_groups']} groups |",
             f"| exact duplicates removed | {h['exact_duplicates']} |",
             f"| whitespace/comment-normalised duplicates removed | {h['normalised_duplicates']} |",
         ]

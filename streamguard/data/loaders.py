@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import re
 import shutil
 import sys
@@ -335,11 +334,13 @@ def _read_json_array(path: Path, source: str, split: str | None = None) -> list[
     except ValueError as e:
         raise UserError(f"{source}: not valid JSON ({e})") from None
     if not isinstance(arr, list):
-        raise UserError(f"{source}: expected a JSON array of functions (Devign function.json), got {type(arr).__name__}")
+        raise UserError(f"{source}: expected a JSON array of functions (Devign function.json), "
+                        f"got {type(arr).__name__}")
     rows = []
     for pos, obj in enumerate(arr):
         if not isinstance(obj, dict):
-            rows.append(Row(source, pos, _excerpt(json.dumps(obj)), error=("not_an_object", "array element is not an object")))
+            rows.append(Row(source, pos, _excerpt(json.dumps(obj)),
+                            error=("not_an_object", "array element is not an object")))
             continue
         rows.append(Row(source, pos, _excerpt(json.dumps(obj, ensure_ascii=False)), data=_map_common(obj, pos),
                         split=split))
@@ -450,7 +451,8 @@ def load(path: Path, fmt: str, display: str | None = None) -> Loaded:
     if index and len(data_files) == 1:  # CodeXGLUE: one data file + train/valid/test.txt index files
         missing = [s for s in ("train", "valid", "test") if s not in index]
         if missing:
-            raise UserError(f"{display}: index file {missing[0]}.txt missing (CodeXGLUE needs train.txt, valid.txt, test.txt)")
+            raise UserError(f"{display}: index file {missing[0]}.txt missing "
+                            "(CodeXGLUE needs train.txt, valid.txt, test.txt)")
         membership: dict[str, str] = {}
         for split in ("train", "valid", "test"):
             for idx in _read_index(index[split], src(index[split])):
@@ -474,7 +476,8 @@ def load(path: Path, fmt: str, display: str | None = None) -> Loaded:
                         f"({', '.join(p.name for p in data_files[:6])}); give one file or split-named files")
     rows = []
     for p in data_files:
-        rows += _read_file(p, src(p), fmt, splits[p] if published else None, id_prefix=f"{p.stem}:" if published else "")
+        rows += _read_file(p, src(p), fmt, splits[p] if published else None,
+                           id_prefix=f"{p.stem}:" if published else "")
     return Loaded(fmt, [src(p) for p in data_files], rows, published=published)
 
 

@@ -43,7 +43,8 @@ def units_of(samples: Sequence[Sample]) -> list[list[int]]:
 
 def _check_fractions(fractions: Sequence[float]) -> list[float]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
-        raise UserError(f"data.split_fractions: expected three non-negative train/valid/test fractions, got {list(fractions)}")
+        raise UserError("data.split_fractions: expected three non-negative train/valid/test fractions, "
+                        f"got {list(fractions)}")
     total = float(sum(fractions))
     return [f / total for f in fractions]
 
@@ -145,7 +146,8 @@ def published_split(published: Sequence[str | None]) -> dict[str, list[int]]:
 
 
 def make_split(samples: Sequence[Sample], strategy: str, fractions: Sequence[float], seed: int,
-               published: Sequence[str | None] | None = None, source: str = "input") -> tuple[str, dict[str, list[int]]]:
+               published: Sequence[str | None] | None = None,
+               source: str = "input") -> tuple[str, dict[str, list[int]]]:
     """Split ``samples``; returns the strategy used (``auto`` resolved) and sample indices per split."""
     if strategy not in STRATEGIES:
         raise UserError(f"data.split_strategy: unknown value {strategy!r} (known: {', '.join(STRATEGIES)})")

@@ -107,7 +107,8 @@ def pair_metrics(pairs: Sequence[tuple[int, int]]) -> dict[str, float]:
         return {"pairs": 0}
     c = {"pair_correct": 0, "pair_vulnerable": 0, "pair_benign": 0, "pair_reversed": 0}
     for pv, pf in pairs:
-        key = {(1, 0): "pair_correct", (1, 1): "pair_vulnerable", (0, 0): "pair_benign", (0, 1): "pair_reversed"}[(int(pv), int(pf))]
+        key = {(1, 0): "pair_correct", (1, 1): "pair_vulnerable", (0, 0): "pair_benign",
+               (0, 1): "pair_reversed"}[(int(pv), int(pf))]
         c[key] += 1
     return {"pairs": n, **{k: v / n for k, v in c.items()}}
 

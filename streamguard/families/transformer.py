@@ -108,7 +108,8 @@ class TransformerFamily:
         splits = {s: read_split(run.data_dir, s) for s in SPLITS}
         ckpt = checkpoint(run.cfg, [s.func for s in splits["train"]], run.seed, run.workdir, run.store)
         tok = load_tokenizer(ckpt, tc.max_length)
-        data = {s: TokenDataset([x.func for x in v], [x.target for x in v], tok, tc.max_length) for s, v in splits.items()}
+        data = {s: TokenDataset([x.func for x in v], [x.target for x in v], tok, tc.max_length)
+                for s, v in splits.items()}
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
                         test_ids=[s.id for s in splits["test"]], test_pair_ids=[s.pair_id for s in splits["test"]],
                         lengths=[len(ids) for ids in data["train"].input_ids],

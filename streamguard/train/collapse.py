@@ -215,7 +215,8 @@ def write_collapse_report(path: str | os.PathLike | None = None, *, reason: str,
 def handle_collapse(reason: str, action: str, optimizer: Any, *, report_path: str | os.PathLike | None = None,
                     store: Any = None, store_key: str | None = None, step: int | None = None,
                     epoch: int | None = None, history: list | None = None,
-                    lr_factor: float = CollapseConfig.lr_factor, min_lr: float = CollapseConfig.min_lr, scheduler: Any = None, **extra: Any) -> dict[str, Any]:
+                    lr_factor: float = CollapseConfig.lr_factor, min_lr: float = CollapseConfig.min_lr,
+                    scheduler: Any = None, **extra: Any) -> dict[str, Any]:
     """Act on a collapse: ``stop`` (report + raise CollapseError) or ``reduce_lr`` (returns the event).
 
     Pass the LR ``scheduler`` when there is one: schedulers such as ``LambdaLR``

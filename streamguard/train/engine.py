@@ -181,7 +181,8 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "streamguard": __version__}
-    for pkg in ("torch", "transformers", "tokenizers", "torch-geometric", "tree-sitter", "tree-sitter-c", "numpy", "scikit-learn"):
+    for pkg in ("torch", "transformers", "tokenizers", "torch-geometric", "tree-sitter", "tree-sitter-c", "numpy",
+                "scikit-learn"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -21,7 +21,8 @@ def move_to(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-def loss_fn(model: torch.nn.Module, batch: dict, class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_fn(model: torch.nn.Module, batch: dict,
+            class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted cross-entropy of ``model(batch)`` against ``batch['labels']``; returns (loss, logits)."""
     logits = model(batch)
     w = class_weights.to(logits.device, logits.dtype) if class_weights is not None else None

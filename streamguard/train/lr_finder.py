@@ -101,7 +101,8 @@ class _Snapshot:
         self.py = random.getstate()
         self.np = np.random.get_state()
         self.torch = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.cuda = (torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized()
+                     else None)
 
     def restore(self) -> None:
         self.model.load_state_dict(self.state)
@@ -124,7 +125,8 @@ def steepest_descent(lrs: list[float], losses: list[float], skip_start: int = 0,
     end = len(lrs) - skip_end
     x, y = np.log(np.asarray(lrs[skip_start:end], dtype=float)), np.asarray(losses[skip_start:end], dtype=float)
     if len(x) < max(2, min_points):
-        return None, f"too few points ({len(x)} usable after skipping {skip_start} + {skip_end}, need {max(2, min_points)})"
+        return None, (f"too few points ({len(x)} usable after skipping {skip_start} + {skip_end}, "
+                      f"need {max(2, min_points)})")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         return None, "non-finite losses in the sweep"
     grad = np.gradient(y, x)
@@ -162,7 +164,8 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
     snap = _Snapshot(model, scaler)
     try:
         if steps < 2 or not (0 < start_lr < end_lr) or not (0 < smooth <= 1):
-            raise ValueError(f"bad sweep settings: steps={steps}, start_lr={start_lr}, end_lr={end_lr}, smooth={smooth}")
+            raise ValueError(f"bad sweep settings: steps={steps}, start_lr={start_lr}, end_lr={end_lr}, "
+                             f"smooth={smooth}")
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = make_optimizer(params, start_lr)
         for g in optimizer.param_groups:
@@ -185,7 +188,8 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
             avg = (1 - smooth) * avg + smooth * raw
             smoothed = avg / (1 - (1 - smooth) ** (i + 1))
             if smoothed > diverge_factor * best:
-                stopped = f"diverged at step {i} (lr {lr:.3g}): smoothed loss {smoothed:.4g} > {diverge_factor} x best {best:.4g}"
+                stopped = (f"diverged at step {i} (lr {lr:.3g}): smoothed loss {smoothed:.4g} > "
+                           f"{diverge_factor} x best {best:.4g}")
                 break
             lrs.append(lr)
             losses.append(smoothed)

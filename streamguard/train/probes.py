@@ -269,6 +269,7 @@ def memory_test(model: nn.Module, batch: dict, *, device: torch.device | str = "
                          f"{share:.1%} of {total / 2**20:.1f} MiB ({source}), above {limit_share:.0%}")
     res.update(peak_bytes=peak, total_bytes=total, total_source=source, share=share if math.isfinite(share) else None,
                passed=passed, seconds=round(time.time() - t0, 3))
-    (log.info if passed else log.warning)("memory test %s on %s: %.1f%% of %.1f MiB%s", "passed" if passed else "FAILED",
-                                          dev, 100 * share, total / 2**20, f" ({res['reason']})" if not passed else "")
+    (log.info if passed else log.warning)("memory test %s on %s: %.1f%% of %.1f MiB%s",
+                                          "passed" if passed else "FAILED", dev, 100 * share, total / 2**20,
+                                          f" ({res['reason']})" if not passed else "")
     return res

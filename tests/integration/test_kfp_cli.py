@@ -323,7 +323,8 @@ def test_schedule_keeps_a_string_parameter_a_string(kfp_api, tmp_path):
 @pytest.mark.parametrize("variables, message", [
     (dict(SCHEDULE="0 2 * * *", SCHEDULE_PARAMS="input_uri=s3://b/x"), "needs 6 fields"),
     (dict(SCHEDULE_PARAMS="input_uri=s3://b/x seeds=1,2"), "'seeds' (LIST): '1,2' is not a JSON list"),
-    (dict(SCHEDULE_PARAMS="input_uri=s3://b/x require_gpu=yes"), "'require_gpu' (BOOLEAN): 'yes' is not a JSON true/false"),
+    (dict(SCHEDULE_PARAMS="input_uri=s3://b/x require_gpu=yes"),
+     "'require_gpu' (BOOLEAN): 'yes' is not a JSON true/false"),
     (dict(SCHEDULE_PARAMS="profile=demo"), "'input_uri': required"),
     (dict(SCHEDULE_PARAMS="input_uri=s3://b/x epochs=3"), "'epochs': the pipeline has no such input"),
 ])

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.compile import DEFAULT_OUTPUT
 from pipelines.run_local import run_local
 from streamguard.data.synthetic import write_demo_dataset
 
@@ -97,7 +96,8 @@ def test_ui_artifacts_metrics_confusion_matrix_roc_html_markdown(run):
             assert model_meta[key] is not None, key
     agg = _outputs(_task_dirs(root, "aggregate")[0])
     summary = json.loads((Path(out["summary"]) / "production_summary.json").read_text())
-    assert agg["metrics"]["metadata"]["fusion_f1_mean"] == pytest.approx(summary["models"]["fusion"]["mean"]["f1"], abs=1e-6)
+    assert agg["metrics"]["metadata"]["fusion_f1_mean"] == pytest.approx(summary["models"]["fusion"]["mean"]["f1"],
+                                                                          abs=1e-6)
     assert Path(agg["report"]["uri"]).read_text().startswith("# StreamGuard training summary")
     assert Path(agg["report_html"]["uri"]).read_text().startswith("<!doctype html>")
 

@@ -126,7 +126,8 @@ def _writers(tmp_path):
     return {
         "jsonio.write_json_atomic": (tmp_path / "j" / "m.json", lambda p: write_json_atomic(p, {"a": 1})),
         "samples.write_samples": (tmp_path / "s" / "train.jsonl",
-                                  lambda p: write_samples(p, [Sample(id="1", func="int f(void){return 0;}", target=0)])),
+                                  lambda p: write_samples(p, [Sample(id="1", func="int f(void){return 0;}",
+                                                                     target=0)])),
         "synthetic.write_demo_dataset": (tmp_path / "d" / "demo.jsonl", lambda p: write_demo_dataset(p, n=4)),
         "shards.write_shard": (tmp_path / "g" / "train-00000.pt", lambda p: write_shard(p, [])),
         "LocalStore.put_bytes": (store.root / "k" / "obj.json", lambda p: store.put_bytes("k/obj.json", b"{}")),

@@ -35,8 +35,8 @@ def test_every_option_is_described(stage, capsys):
 
 def test_expected_error_is_one_line_without_traceback(tmp_path):
     missing = tmp_path / "nope"
-    r = subprocess.run([sys.executable, "-m", "streamguard", "aggregate", "--output", str(tmp_path / "o"), str(missing)],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "streamguard", "aggregate", "--output", str(tmp_path / "o"),
+                        str(missing)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     err = [line for line in r.stderr.splitlines() if "error" in line]

@@ -214,7 +214,8 @@ def test_no_secret_value_in_any_compiled_yaml(fresh):
     values = _secret_values()
     assert any("MINIO_SECRET_KEY" in where for where, _ in values) or not (REPO / "manifests").is_dir()
     files = {str(p.relative_to(REPO)): p.read_text() for p in
-             [REPO / "pipelines" / "streamguard_training.yaml", *sorted((REPO / "pipelines" / "compiled").glob("*.yaml"))]}
+             [REPO / "pipelines" / "streamguard_training.yaml",
+              *sorted((REPO / "pipelines" / "compiled").glob("*.yaml"))]}
     files.update({f"fresh:{p}": text for p, text in fresh.items()})
     assert len(files) >= 2 * len(PROFILES)
     leaks = [f"{where} in {name}" for name, text in files.items() for where, value in values if value in text]

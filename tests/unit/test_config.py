@@ -54,7 +54,8 @@ def test_configmap_env_sits_between_profile_and_overrides(monkeypatch):
 
 # ------------------------------------------------------------------ fixed choices (Literal fields)
 @pytest.mark.parametrize("item, msg", [
-    ("train.collapse.action=reduce-lr", "--set: train.collapse.action: unknown value 'reduce-lr' (allowed: stop, reduce_lr)"),
+    ("train.collapse.action=reduce-lr",
+     "--set: train.collapse.action: unknown value 'reduce-lr' (allowed: stop, reduce_lr)"),
     ("train.amp=fp8", "--set: train.amp: unknown value 'fp8' (allowed: auto, off, bf16, fp16)"),
     ("data.split_strategy=projects",
      "--set: data.split_strategy: unknown value 'projects' (allowed: auto, published, random, project, time)"),
@@ -71,7 +72,8 @@ def test_every_allowed_choice_loads_including_yaml_words():
     for amp in get_args(AmpMode):  # "off" stays the string "off" (not YAML's false)
         assert load_config("test", sets=[f"train.amp={amp}"]).train.amp == amp
     for action in get_args(CollapseAction):
-        assert load_config("test", overrides={"train": {"collapse": {"action": action}}}).train.collapse.action == action
+        cfg = load_config("test", overrides={"train": {"collapse": {"action": action}}})
+        assert cfg.train.collapse.action == action
 
 
 def test_a_profile_file_with_a_bad_choice_names_file_field_value_and_choices(tmp_path):

@@ -36,7 +36,8 @@ RUNS = {"kfp-standalone": ("kubeflow", "pipeline-runner"), "local": ("kubeflow",
 ENDPOINTS = {"kfp-standalone": "seaweedfs.kubeflow.svc.cluster.local:8333",
              "kfp-multi-user": "seaweedfs.kubeflow.svc.cluster.local:8333",
              "kfp-minio": "minio-service.kubeflow.svc.cluster.local:9000",
-             "local": "streamguard-minio:9000", "gke-a100": "streamguard-minio:9000", "eks-a100": "streamguard-minio:9000"}
+             "local": "streamguard-minio:9000", "gke-a100": "streamguard-minio:9000",
+             "eks-a100": "streamguard-minio:9000"}
 OWN_MINIO = ("local", "gke-a100", "eks-a100")
 OLDEST_K8S = "1.30.0"
 SECRET = "streamguard-minio"
@@ -270,7 +271,8 @@ def test_object_store_per_overlay(rendered):
             assert job is None
             continue
         assert config["STREAMGUARD_STORE"] == "s3://streamguard"
-        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"]
+               for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["MINIO_ACCESS_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "accesskey"}, overlay
         assert env["MINIO_SECRET_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "secretkey"}, overlay
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.compile import compile_pipeline, main as compile_main
+from pipelines.compile import compile_pipeline
+from pipelines.compile import main as compile_main
 from pipelines.platform import PROFILES_DIR, ProfileError, available_profiles, load_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,15 +56,18 @@ def test_the_three_profiles_load():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace("accelerator_count: 1", "accelerator_count: two"), "kubernetes.gpu.accelerator_count: expected an integer"),
+    (lambda t: t.replace("accelerator_count: 1", "accelerator_count: two"),
+     "kubernetes.gpu.accelerator_count: expected an integer"),
     (lambda t: t.replace("shm_size: 16Gi", "shm_size: 16Gi\n    shm: 1"), "kubernetes.gpu.shm: unknown field"),
     (lambda t: t.replace("node_selector: {cloud.google.com/gke-accelerator: nvidia-tesla-a100}", "node_selector: {}"),
      "kubernetes.gpu.node_selector: empty"),
     (lambda t: t.replace("accelerator_count: 1", "accelerator_count: 0"), "accelerator_count: must be >= 1"),
-    (lambda t: t.replace("preflight_on_gpu: true", "preflight_on_gpu: yes please"), "preflight_on_gpu: expected true/false"),
+    (lambda t: t.replace("preflight_on_gpu: true", "preflight_on_gpu: yes please"),
+     "preflight_on_gpu: expected true/false"),
     (lambda t: t + "  cpu: [1, 2]\n", "kubernetes.cpu: expected a mapping"),
     (lambda t: t.replace("effect: NoSchedule", "effect: NoScheduel"),
-     "kubernetes.gpu.tolerations[0].effect: unknown value 'NoScheduel' (allowed: NoSchedule, PreferNoSchedule, NoExecute)"),
+     "kubernetes.gpu.tolerations[0].effect: unknown value 'NoScheduel' "
+     "(allowed: NoSchedule, PreferNoSchedule, NoExecute)"),
     (lambda t: t.replace("operator: Exists", "operator: exists"),
      "kubernetes.gpu.tolerations[0].operator: unknown value 'exists' (allowed: Exists, Equal)"),
     # retries that could never fire for a full-length attempt (Argo counts max duration from the first start)

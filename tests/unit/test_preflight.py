@@ -164,7 +164,8 @@ def test_data_check_passes_on_a_clean_split_with_the_real_tokenizer(tiny):
     data, graphs, cfg = tiny
     tok = ProbeContext(str(data), str(graphs), cfg)
     try:
-        r = pf.check_data(str(data), str(graphs), 512, tokenizer_fn=lambda: families.transformer.probe_parts(tok).tokenizer)
+        r = pf.check_data(str(data), str(graphs), 512,
+                          tokenizer_fn=lambda: families.transformer.probe_parts(tok).tokenizer)
     finally:
         tok.close()
     assert r.status == "pass", r.message

@@ -16,8 +16,7 @@ from urllib3 import exceptions as u3
 from streamguard.config import StoreConfig, load_config, store_settings
 from streamguard.errors import EXIT_BAD_INPUT, EXIT_STORE_UNAVAILABLE, StoreUnavailableError
 from streamguard.storage import ObjectNotFound, open_store
-from streamguard.storage.retry import (PERMANENT, TRANSIENT, RetryPolicy, StoreAccessError, classify_os,
-                                       classify_s3)
+from streamguard.storage.retry import PERMANENT, TRANSIENT, RetryPolicy, StoreAccessError, classify_os, classify_s3
 from streamguard.train.checkpoint import CheckpointWriter, load_checkpoint
 
 

@@ -2,7 +2,6 @@
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -55,7 +54,8 @@ def test_ingest_reports_dedup_in_the_card_and_leaves_no_leakage(tmp_path):
     assert sum(report["counts"].values()) == 100 - 3
     assert report["leakage"] == {"train/valid": 0, "train/test": 0, "valid/test": 0}
     card = (tmp_path / "out" / "data_card.md").read_text()
-    assert "| exact duplicates removed | 5 |" in card and "| whitespace/comment-normalised duplicates removed | 10 |" in card
+    assert "| exact duplicates removed | 5 |" in card
+    assert "| whitespace/comment-normalised duplicates removed | 10 |" in card
     assert "6 in 3 groups" in card and "leakage" in card
     removed = [json.loads(x) for x in (tmp_path / "out" / "removed.jsonl").read_text().splitlines()]
     assert Counter(r["reason"] for r in removed) == {"normalised_duplicate": 10, "exact_duplicate": 5,

@@ -172,7 +172,7 @@ def test_primevul_split_files_and_paired_files(tmp_path):
         for i in range(8):
             rows.append(_primevul_row(idx, i % 2, _func(idx), f"c{idx}"))
             idx += 1
-        for i in range(3):  # vulnerable function, then its fix
+        for _ in range(3):  # vulnerable function, then its fix
             paired.append(_primevul_row(idx, 1, _func(idx), f"p{idx}"))
             paired.append(_primevul_row(idx + 1, 0, _func(idx) + "/* fixed */ int fixed;\n", f"p{idx}"))
             idx += 2

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from streamguard.errors import UserError
-from streamguard.graphs import GraphShardDataset, build_graph, build_graphs, load_graphs
-from streamguard.graphs import builder, stage
+from streamguard.graphs import GraphShardDataset, build_graph, build_graphs, builder, load_graphs, stage
 
 FUNCS = [
     "int f(int a) { if (a) return 1; return 0; }",

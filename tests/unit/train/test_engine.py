@@ -296,7 +296,8 @@ class SpikesOnce(MLP):
 
 
 def test_reduce_lr_lowers_the_lr_and_training_goes_on(tmp_path):
-    base = run(tmp_path / "base", model=SpikesOnce(at=()), epochs=3, tc={"collapse": CollapseConfig(action="reduce_lr")})[2]
+    base = run(tmp_path / "base", model=SpikesOnce(at=()), epochs=3,
+               tc={"collapse": CollapseConfig(action="reduce_lr")})[2]
     meta = run(tmp_path / "spiky", model=SpikesOnce(), epochs=3, tc={"collapse": CollapseConfig(action="reduce_lr")})[2]
     assert base["collapse_events"] == []
     (event,) = meta["collapse_events"]

@@ -100,7 +100,10 @@ def test_loss_that_raises_gives_fallback(caplog):
 
 def test_nan_from_step_one_gives_fallback():
     torch.manual_seed(0)
-    nan_loss = lambda m, b: m(b).sum() * float("nan")
+
+    def nan_loss(m, b):
+        return m(b).sum() * float("nan")
+
     res = find_lr(MLP(), adam, separable(), loss=nan_loss, fallback_lr=1e-3)
     assert res.source == "fallback" and res.lr == 1e-3
     assert "too few points" in res.reason and "non-finite loss at step 0" in res.reason
@@ -110,8 +113,11 @@ def test_other_failures_give_fallback():
     torch.manual_seed(0)
     assert "no batches" in find_lr(MLP(), adam, [], fallback_lr=1e-3).reason
     assert find_lr(MLP(), adam, separable(), steps=1).source == "fallback"
+
     # a model that cannot learn (loss independent of the weights): no descent
-    flat = lambda m, b: (m(b) * 0.0).sum() + 1.0
+    def flat(m, b):
+        return (m(b) * 0.0).sum() + 1.0
+
     res = find_lr(MLP(), adam, separable(), loss=flat, steps=30)
     assert res.source == "fallback" and "never decreased" in res.reason
 
