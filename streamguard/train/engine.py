@@ -269,7 +269,7 @@ class _Run:
         seed_everything(self.job.seed + offset + RANK_SEED_STRIDE * self.dist.rank, self.job.train_cfg.deterministic)
 
     def _wrap(self, module: nn.Module) -> nn.Module:
-        """``module`` in DistributedDataParallel when distributed. Buffers are not broadcast each step: no
+        """``module`` in DistributedDataParallel when distributed. Buffers are synced once, not every step: no
         model here has running statistics (LayerNorm only), and evaluation runs on ``module`` itself."""
         if not self.dist.enabled:
             return module
@@ -277,8 +277,8 @@ class _Run:
 
         if self.device.type == "cuda":
             return DistributedDataParallel(module, device_ids=[self.device.index], output_device=self.device.index,
-                                           broadcast_buffers=False)
-        return DistributedDataParallel(module, broadcast_buffers=False)
+                                           forward_sync_buffers=False)
+        return DistributedDataParallel(module, forward_sync_buffers=False)
 
     def _check_ranks_agree(self, ckpt: dict[str, Any] | None) -> None:
         """Every rank must see the same splits and the same checkpoint (else the shards would not add up)."""
