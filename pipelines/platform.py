@@ -255,6 +255,9 @@ def apply(profile: Profile, stage: str, task) -> None:
     kubernetes.use_config_map_as_env(task, config_map_name=k.config_map, config_map_key_to_env=dict(k.config_map_env))
     if gpu and not k.allow_cpu_training:
         task.set_env_variable(REQUIRE_CUDA_ENV, "1")
+    if stage == "preflight":  # the pre-flight cluster check looks up exactly this Secret and these keys
+        task.set_env_variable("STREAMGUARD_SECRET_NAME", k.secret)
+        task.set_env_variable("STREAMGUARD_SECRET_KEYS", ",".join(sorted(k.secret_env)))
     if stage == "preflight" and k.gpu.node_selector:
         # the pre-flight cluster check looks for allocatable GPUs in exactly this pool
         task.set_env_variable("STREAMGUARD_GPU_NODE_SELECTOR",
