@@ -90,7 +90,8 @@ def preflight(data_dir: str, graphs_dir: str | None, cfg: Config, json_path: str
     t0 = time.time()
     selected = select_checks(o.checks)
     probed = [*(smoke if "smoke" in selected else ()), *(memory if "memory" in selected else ())]
-    gate = PreflightRun(data_dir, graphs_dir, cfg, store, o, require_gpu, selected, smoke, memory,
+    gate = PreflightRun(data_dir=data_dir, graphs_dir=graphs_dir, cfg=cfg, store=store, options=o,
+                        require_gpu=require_gpu, selected=selected, smoke_families=smoke, memory_families=memory,
                         probes_build_transformer=any("transformer" in (f, *families.get(f).requires) for f in probed),
                         probes=ProbeContext(data_dir, graphs_dir, cfg, seed=o.seed, store=store))
     threads = _set_threads(cfg, o.cpu_threads)
