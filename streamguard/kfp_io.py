@@ -51,6 +51,7 @@ def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides:
     from streamguard.aggregate import read_predictions
     from streamguard.cli import run_stage
     from streamguard.config import load_config
+    from streamguard.launch import launched
     from streamguard.storage import open_store
 
     def go() -> dict[str, Any]:
@@ -63,7 +64,10 @@ def train_and_log(family: str, *, data: Any, seed: int, profile: str, overrides:
             return training.train_gnn(data.path, graphs.path, model.path, result.path, **common)
         return training.train_fusion(data.path, graphs.path, transformer.path, gnn.path, model.path, result.path, **common)
 
-    card = run_stage(go)
+    # torchrun in this pod or a TrainJob when the compile profile asks for more than one GPU (streamguard/launch)
+    card = run_stage(launched(go, family, seed=seed, profile=profile, overrides=overrides, store_uri=store_uri,
+                              run_key=run_key, data=data, graphs=graphs, transformer=transformer, gnn=gnn,
+                              model=model, result=result))
     log_scalars(metrics, card["test_metrics"], prefix="test_")
     log_scalars(metrics, {"threshold": card["threshold"], "seed": seed})
     _, y, p, _ = read_predictions(Path(result.path) / "predictions.jsonl")
