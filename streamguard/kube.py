@@ -51,6 +51,7 @@ def api_client_and_namespace(environ: Mapping[str, str] | None = None, sa_dir: s
         return in_cluster_client(environ, sa_dir), pod_namespace(environ, sa_dir)
     from kubernetes import config
 
-    _, context = config.list_kube_config_contexts()
+    path = environ.get("KUBECONFIG") or None  # read now: the client reads $KUBECONFIG once, at import
+    _, context = config.list_kube_config_contexts(config_file=path)
     namespace = environ.get("POD_NAMESPACE") or (context or {}).get("context", {}).get("namespace") or "default"
-    return config.new_client_from_config(), namespace
+    return config.new_client_from_config(config_file=path), namespace
