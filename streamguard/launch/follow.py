@@ -55,7 +55,8 @@ class TrainJobs:
             hint = {403: f" (the step's service account needs create/get/delete on {PLURAL}.{GROUP} in "
                          f"{self.namespace}: manifests/components/kubeflow-trainer)",
                     404: f" (is Kubeflow Trainer installed? no {PLURAL}.{GROUP}/{VERSION} API)"}.get(e.status, "")
-            raise DistributedError(f"{what} TrainJob in namespace {self.namespace}: {e.status} {e.reason}{hint}") from None
+            raise DistributedError(f"{what} TrainJob in namespace {self.namespace}: {e.status} {e.reason}{hint}") \
+                from None
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self._call(f"reading {name}:", lambda: self.api.get_namespaced_custom_object(

@@ -157,7 +157,8 @@ class TrainerDouble:
             if method == "POST" and name is None:
                 key = (ns, body["metadata"]["name"])
                 if key in self.objects:
-                    return 409, _status(409, "AlreadyExists", f'trainjobs.trainer.kubeflow.org "{key[1]}" already exists')
+                    return 409, _status(409, "AlreadyExists",
+                                        f'trainjobs.trainer.kubeflow.org "{key[1]}" already exists')
                 obj = json.loads(json.dumps(body))
                 obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion="1")
                 obj["status"] = {}

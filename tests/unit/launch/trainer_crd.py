@@ -103,7 +103,8 @@ def problems(obj: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft7Validator(closed(schema))
     out = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
            for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
-    if obj.get("apiVersion") != f"{crd()['spec']['group']}/v1alpha1" or obj.get("kind") != crd()["spec"]["names"]["kind"]:
+    spec = crd()["spec"]
+    if obj.get("apiVersion") != f"{spec['group']}/v1alpha1" or obj.get("kind") != spec["names"]["kind"]:
         out.append(f"apiVersion/kind {obj.get('apiVersion')}/{obj.get('kind')} is not this CRD's")
     _walk(schema, obj, obj, "", out)
     return out
