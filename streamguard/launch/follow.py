@@ -157,7 +157,8 @@ def run_trainjob(template: TrainJobTemplate, cmd: TrainCommand, *, store: Any, j
                    "--workdir", WORKDIR, "--inputs", ",".join(sorted(node.inputs)),
                    "--outputs", ",".join(sorted(node.outputs)), "--", "-m", "streamguard", *node.argv()]
         body = trainjob_body(template, name, jobs.namespace, command,
-                             labels={"streamguard.io/family": cmd.family, "streamguard.io/seed": str(cmd.seed)},
+                             labels={"streamguard.io/trainjob": name, "streamguard.io/family": cmd.family,
+                                     "streamguard.io/seed": str(cmd.seed)},
                              annotations={"streamguard.io/run-key": cmd.run_key})
     with deleted_on_cancel(jobs, name):
         if body is not None:

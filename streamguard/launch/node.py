@@ -15,6 +15,10 @@ import os
 import sys
 
 from streamguard.errors import StreamGuardError
+from streamguard.launch import staging
+from streamguard.launch.command import torchrun_argv
+from streamguard.launch.torchrun import run_child
+from streamguard.storage import open_store
 
 log = logging.getLogger("streamguard.launch")
 
@@ -37,34 +41,39 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    from streamguard.launch import staging
-    from streamguard.launch.command import torchrun_argv
-    from streamguard.launch.torchrun import run_child
-    from streamguard.storage import open_store
-
     args = parse(argv)
     rank = int(os.environ.get("PET_NODE_RANK", "0"))
     inputs = [n for n in args.inputs.split(",") if n]
     outputs = {n: os.path.join(args.workdir, n) for n in args.outputs.split(",") if n}
     try:
         store = open_store(args.store)
-        staging.download_inputs(store, args.stage, inputs, args.workdir)
     except StreamGuardError as e:
         print(f"streamguard: error: node {rank}: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    rc = _run(store, args, rank, inputs, outputs)
+    try:
+        staging.write_status(store, args.stage, rank, rc)
+    except StreamGuardError as e:
+        print(f"streamguard: error: node {rank}: recording exit code {rc}: {e}", file=sys.stderr, flush=True)
+    return rc
+
+
+def _run(store, args: argparse.Namespace, rank: int, inputs: list[str], outputs: dict[str, str]) -> int:
+    """Inputs in, the program under torchrun, outputs out (node 0); the exit code."""
+    try:
+        staging.download_inputs(store, args.stage, inputs, args.workdir)
+    except StreamGuardError as e:
+        print(f"streamguard: error: node {rank}: staged inputs: {e}", file=sys.stderr, flush=True)
         return e.exit_code
     for path in outputs.values():
         os.makedirs(path, exist_ok=True)
     log.info("node %d of %s: running %s", rank, os.environ.get("PET_NNODES", "1"), " ".join(args.program))
     rc = run_child(torchrun_argv([], args.program))
-    try:
-        if rc == 0 and rank == 0:
+    if rc == 0 and rank == 0:
+        try:
             staging.upload_outputs(store, args.stage, outputs)
-            log.info("node 0: outputs %s uploaded to %s/%s/outputs", ", ".join(outputs), store.uri, args.stage)
-    except StreamGuardError as e:
-        print(f"streamguard: error: node 0: uploading the outputs: {e}", file=sys.stderr, flush=True)
-        rc = e.exit_code
-    try:
-        staging.write_status(store, args.stage, rank, rc)
-    except StreamGuardError as e:
-        print(f"streamguard: error: node {rank}: recording exit code {rc}: {e}", file=sys.stderr, flush=True)
+        except StreamGuardError as e:
+            print(f"streamguard: error: node 0: uploading the outputs: {e}", file=sys.stderr, flush=True)
+            return e.exit_code
+        log.info("node 0: outputs %s uploaded to %s/%s/outputs", ", ".join(outputs), store.uri, args.stage)
     return rc

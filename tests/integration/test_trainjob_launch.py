@@ -97,7 +97,8 @@ def test_two_nodes_train_and_the_outputs_come_back(tmp_path, cluster, tiny_data,
     (post,) = double.calls("POST")
     assert post.path == f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{NAMESPACE}/trainjobs"
     assert post.body == trainjob_body(t, name, NAMESPACE, expected_command(store.uri, name),
-                                      labels={"streamguard.io/family": "gnn", "streamguard.io/seed": "42"},
+                                      labels={"streamguard.io/trainjob": name, "streamguard.io/family": "gnn",
+                                              "streamguard.io/seed": "42"},
                                       annotations={"streamguard.io/run-key": RUN_KEY})
     assert problems(post.body) == []
     # both nodes ran the training under torchrun, in one rendezvous of 2 nodes; node 0's outputs are the step's
