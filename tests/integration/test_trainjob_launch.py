@@ -119,12 +119,14 @@ def test_two_nodes_train_and_the_outputs_come_back(tmp_path, cluster, tiny_data,
 
 
 def test_a_node_failure_is_the_steps_exit_code_and_the_trainjob_is_kept(tmp_path, cluster, tiny_data):
-    """GPU pods without a usable GPU (the double runs them on the CPU, STREAMGUARD_REQUIRE_CUDA=1 as the profile
-    sets it): every node's training exits 4, the TrainJob fails, the step fails with 4 and keeps the TrainJob."""
+    """A GPU pod without a usable GPU (the double runs it on the CPU, STREAMGUARD_REQUIRE_CUDA=1 as the profile
+    sets it): the node's training exits 4, the TrainJob fails, the step fails with 4 and keeps the TrainJob.
+    (One node here: the two-node path is the test above; which node's code wins is failure_exit_code's.)"""
     double, store = cluster
     name = trainjob_name(RUN_KEY, "gnn", 42)
+    t = dataclasses.replace(template(tmp_path, allow_cpu=False), num_nodes=1)
     with pytest.raises(DistributedError) as e:
-        step(template(tmp_path, allow_cpu=False), step_dirs(tmp_path, tiny_data), store.uri)()
+        step(t, step_dirs(tmp_path, tiny_data), store.uri)()
     assert e.value.exit_code == 4
     assert "node 0" in str(e.value) and "exited with 4" in str(e.value) and "Failed=True FailedJobs" in str(e.value)
     assert "STREAMGUARD_REQUIRE_CUDA=1" in double.log(name, 0)
@@ -231,3 +233,14 @@ def test_no_rbac_says_what_the_service_account_needs(tmp_path, cluster, tiny_dat
     with pytest.raises(DistributedError, match="needs create/get/delete on trainjobs.trainer.kubeflow.org") as e:
         step(template(tmp_path), step_dirs(tmp_path, tiny_data), store.uri)()
     assert e.value.exit_code == EXIT_DISTRIBUTED
+
+
+def test_the_first_failing_node_with_a_streamguard_code_wins():
+    from streamguard.launch.follow import failure_exit_code
+
+    assert failure_exit_code([{"node_rank": 0, "exit_code": 0}, {"node_rank": 1, "exit_code": 5, "host": "b"}]) == (
+        5, "node 1 (b) exited with 5")
+    assert failure_exit_code([{"node_rank": 0, "exit_code": 137, "host": "a"}])[0] == EXIT_DISTRIBUTED
+    assert failure_exit_code([{"node_rank": 0, "exit_code": 0}])[0] == EXIT_DISTRIBUTED
+    assert failure_exit_code([]) == (EXIT_DISTRIBUTED, "no node recorded a failing exit code (a pod did not start, "
+                                                       "was evicted, or was killed)")
