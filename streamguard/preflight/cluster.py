@@ -10,16 +10,15 @@ The compile profile (``pipelines/platform.py``) tells the pre-flight task which 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from streamguard.errors import UserError
+from streamguard.kube import SA_DIR, in_cluster_client, in_cluster_reason, pod_namespace
 from streamguard.preflight.result import CheckResult, run_check
 
 GPU_RESOURCE = "nvidia.com/gpu"
 SECRET_NAME = "streamguard-minio"
 SECRET_KEYS = ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 NODE_SELECTOR_ENV = "STREAMGUARD_GPU_NODE_SELECTOR"
 SECRET_NAME_ENV = "STREAMGUARD_SECRET_NAME"
 SECRET_KEYS_ENV = "STREAMGUARD_SECRET_KEYS"
@@ -47,31 +46,11 @@ def secret_settings(environ: Mapping[str, str], name: str | None = None,
     return name, tuple(keys)
 
 
-def in_cluster_reason(environ: Mapping[str, str] | None = None, sa_dir: str = SA_DIR) -> str | None:
-    """None when this process runs in a Kubernetes pod; else why not."""
-    environ = os.environ if environ is None else environ
-    if not environ.get("KUBERNETES_SERVICE_HOST"):
-        return "not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set)"
-    if not Path(sa_dir, "token").is_file():
-        return f"no service-account token at {sa_dir}/token (automountServiceAccountToken off?)"
-    return None
-
-
 def _quantity(v: Any) -> float:
     try:
         return float(str(v))
     except ValueError:
         return 0.0
-
-
-def _in_cluster_client(environ: Mapping[str, str], sa_dir: str):
-    from kubernetes import client as k8s
-    from kubernetes.config.incluster_config import InClusterConfigLoader
-
-    conf = k8s.Configuration()
-    InClusterConfigLoader(token_filename=str(Path(sa_dir, "token")), cert_filename=str(Path(sa_dir, "ca.crt")),
-                          environ=environ).load_and_set(conf)
-    return k8s.ApiClient(conf)
 
 
 def _gpu_pool(api, node_selector: Mapping[str, str], require_gpu: bool, request_timeout: float, vals: dict,
@@ -149,12 +128,11 @@ def check_cluster(*, require_gpu: bool = False, node_selector: Mapping[str, str]
         why = in_cluster_reason(environ, sa_dir)
         if why:
             return CheckResult("cluster", "skip", why, {"in_cluster": False}, required=False)
-        api_client = _in_cluster_client(environ, sa_dir)
+        api_client = in_cluster_client(environ, sa_dir)
     if node_selector is None:
         node_selector = parse_node_selector(environ.get(NODE_SELECTOR_ENV))
     if namespace is None:
-        ns_file = Path(sa_dir, "namespace")
-        namespace = environ.get("POD_NAMESPACE") or (ns_file.read_text().strip() if ns_file.is_file() else "default")
+        namespace = pod_namespace(environ, sa_dir)
     secret_name, secret_keys = secret_settings(environ, secret_name, secret_keys)
     api = k8s.CoreV1Api(api_client)
     vals: dict[str, Any] = {"in_cluster": True, "node_selector": dict(node_selector), "namespace": namespace,
