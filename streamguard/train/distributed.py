@@ -5,9 +5,9 @@ every node), reading the standard environment: ``WORLD_SIZE``, ``RANK``, ``LOCAL
 ``MASTER_PORT``. :func:`context` returns this process's :class:`Dist`; with ``WORLD_SIZE`` > 1 its first call
 joins the process group (``env://``): NCCL on CUDA (device ``cuda:LOCAL_RANK``), gloo on the CPU, with a
 timeout (``train.dist_timeout_s``) on the rendezvous and on every collective, so a rank whose peer never
-arrives or stops answering fails instead of waiting for ever (a rank that *dies* is noticed sooner: torchrun
-stops the others). Without ``WORLD_SIZE`` > 1 the context is a single process and every method is a no-op,
-so the engine runs one code path.
+arrives or stops answering fails instead of waiting for ever (a rendezvous that does not happen is one line
+and exit 6; a rank that *dies* is noticed sooner: torchrun stops the others). Without ``WORLD_SIZE`` > 1 the
+context is a single process and every method is a no-op, so the engine runs one code path.
 
 What the engine does with it (``streamguard.train.engine``):
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from streamguard.errors import UserError
+from streamguard.errors import DistributedError, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -194,8 +194,13 @@ def _init(timeout_s: float) -> Dist:
     if not dist.is_initialized():
         if timeout_s <= 0:
             raise UserError(f"train.dist_timeout_s={timeout_s:g}: must be > 0")
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
-                                device_id=device if device.type == "cuda" else None)
+        try:
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                                    device_id=device if device.type == "cuda" else None)
+        except RuntimeError as e:  # torch.distributed.DistError and the like: a rendezvous that did not happen
+            where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+            raise DistributedError(f"distributed: rank {rank} of {world} could not join the process group at {where} "
+                                   f"within train.dist_timeout_s={timeout_s:g} s: {str(e).splitlines()[0]}") from None
     log.info("distributed: rank %d of %d (local rank %d) on %s, %s, timeout %.0f s", rank, world, local_rank, device,
              backend, timeout_s)
     return Dist(rank=rank, world=world, local_rank=local_rank, device=device, backend=backend)

@@ -186,3 +186,21 @@ def test_sigkill_of_one_rank_fails_the_job_and_a_restart_resumes(work):
     got = _outputs(work.root / tag)
     assert got.meta["resumed_from"]["step"] > 0
     assert got.metrics == ref.metrics and got.predictions == ref.predictions
+
+
+def test_a_rank_whose_peer_never_comes_fails_after_the_timeout_with_one_line(work):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    args = _args(work, "gnn", "alone") + ["--set", "train.dist_timeout_s=2"]
+    proc = subprocess.run([sys.executable, "-m", "streamguard", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 6, proc.stderr[-3000:]  # EXIT_DISTRIBUTED, not a hang
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("streamguard: error:")]
+    assert "rank 0 of 2 could not join the process group" in line and "train.dist_timeout_s=2" in line
+    assert not (work.root / "alone" / "result").exists()
