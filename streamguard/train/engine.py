@@ -389,13 +389,14 @@ class _Run:
     # ------------------------------------------------------------ during training
     def checkpoint(self) -> None:
         """Rank 0 saves (in the background); distributed, every rank takes part (its RNG state goes in)."""
-        ranks = self.dist.all_gather(rng_state()) if self.dist.enabled else None
+        job = self.job
+        ranks = self.dist.all_gather(rng_state()) if self.dist.enabled and job.store and job.checkpoint_key else None
         if self.writer is not None:
             self.writer.save({
                 **self.state.to_checkpoint(), "model": self.module.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "lr_info": self.lr_info, "family": self.job.family, "seed": self.job.seed,
+                "lr_info": self.lr_info, "family": job.family, "seed": job.seed,
                 **({"rng_ranks": ranks} if ranks else {})})
 
     def agree(self, reason: str | None, step: int | None) -> str | None:
