@@ -48,8 +48,10 @@ compile: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# A benchmark that needs hardware this machine lacks (benchmarks/gpu.py without CUDA) exits 2: skipped.
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; rc=$$?; \
+	  if [ $$rc -eq 2 ]; then echo "(skipped: $$b)"; elif [ $$rc -ne 0 ]; then exit 1; fi; done
 
 clean:
 	rm -rf $(DEMO_DIR) local_outputs .pytest_cache

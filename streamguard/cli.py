@@ -74,6 +74,7 @@ def cmd_preflight(args) -> None:
 
 def cmd_train(args) -> None:
     from streamguard import training
+    from streamguard.train.distributed import launched_rank
 
     fam = families.get(args.family)
     inputs = {"data": args.data, **{i.name: getattr(args, i.dest) for i in fam.inputs}}
@@ -81,8 +82,9 @@ def cmd_train(args) -> None:
     card = training.train(fam, inputs, args.model_dir, args.result_dir, seed=args.seed, cfg=cfg,
                           store=_store(args, cfg), run_key=args.run_key or None)
     m = card["test_metrics"]
-    print(f"{args.family} seed {args.seed}: test F1 {m['f1']:.4f}, ROC-AUC {m['roc_auc']:.4f}, "
-          f"threshold {card['threshold']:.3f}, lr {card['lr']:.3g} ({card['lr_source']})")
+    if not launched_rank():  # one line per run, from rank 0
+        print(f"{args.family} seed {args.seed}: test F1 {m['f1']:.4f}, ROC-AUC {m['roc_auc']:.4f}, "
+              f"threshold {card['threshold']:.3f}, lr {card['lr']:.3g} ({card['lr_source']})")
 
 
 def cmd_aggregate(args) -> None:

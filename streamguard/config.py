@@ -149,6 +149,10 @@ class TrainConfig:
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     num_threads: int = 0
     """torch intra-op threads; 0 = library default."""
+    dist_timeout_s: float = 1800.0
+    """Distributed runs (torchrun): how long a rank waits for the others to join and at any collective before
+    it fails. Must exceed the longest wait of the other ranks on rank 0's writes (final checkpoint and model
+    export; an object-store outage up to ``store.retry_budget_s``)."""
 
 
 @dataclass

@@ -18,8 +18,12 @@ log = logging.getLogger("streamguard")
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from streamguard.train.distributed import launched_rank
+
+    rank = launched_rank()  # under torchrun every rank logs: say which
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s " + ("" if rank is None else f"[rank {rank}] ")
+                               + "%(name)s: %(message)s")
     for noisy in ("urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

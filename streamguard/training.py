@@ -11,6 +11,10 @@ engine, and writes:
 * ``result_dir``: ``training_metadata.json``, ``metrics.json``,
   ``predictions.jsonl`` (idx, label, prob) — what ``aggregate`` reads — and
   ``model_card.json``.
+
+Under ``torchrun`` every rank runs :func:`train` (the engine shares the work,
+``streamguard.train.distributed``); rank 0 alone writes both directories, the
+others wait for it at a barrier, and every rank returns the same card.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from streamguard.errors import UserError
 from streamguard.families import Family, RunContext, get
 from streamguard.jsonio import read_json, write_json_atomic
 from streamguard.storage import ObjectStore
+from streamguard.train import distributed
 from streamguard.train.engine import TrainJob, TrainResult, fit, write_outputs
 
 log = logging.getLogger(__name__)
@@ -52,22 +57,20 @@ def checkpoint_key(run_key: str, family: str, seed: int) -> str:
     return f"checkpoints/{run_key}/{family}/seed-{seed}/last.pt"
 
 
-def _write_card(model_dir: Path, job: TrainJob, result: TrainResult, fingerprint: str,
-                extra: dict | None = None) -> dict:
-    card = {
+def _card(job: TrainJob, result: TrainResult, fingerprint: str, extra: dict | None = None) -> dict:
+    return {
         "family": job.family, "seed": job.seed, "data_fingerprint": fingerprint, "code_version": __version__,
         "threshold": result.threshold, "best_epoch": result.best_epoch,
         "test_metrics": result.test_metrics, "valid_metrics": result.valid_metrics,
         "lr": result.lr_info.get("lr"), "lr_source": result.lr_info.get("lr_source"), **(extra or {}),
     }
-    write_json_atomic(model_dir / "model_card.json", card)
-    return card
 
 
 def _finish(job: TrainJob, result: TrainResult, model_dir: Path, result_dir: Path, fingerprint: str,
             extra: dict | None = None) -> dict[str, Any]:
     write_outputs(job, result, result_dir)
-    card = _write_card(model_dir, job, result, fingerprint, extra)
+    card = _card(job, result, fingerprint, extra)
+    write_json_atomic(model_dir / "model_card.json", card)
     write_json_atomic(result_dir / "model_card.json", card)
     log.info("%s seed %d: test F1 %.4f (threshold %.3f)", job.family, job.seed, result.test_metrics["f1"],
              result.threshold)
@@ -97,6 +100,7 @@ def train(family: str | Family, inputs: Mapping[str, Any], model_dir: str | os.P
     """
     fam = get(family) if isinstance(family, str) else family
     dirs = _check_inputs(fam, inputs)
+    dist = distributed.context(cfg.train.dist_timeout_s)
     fp = data_fingerprint(dirs["data"])
     model_dir, result_dir = Path(model_dir), Path(result_dir)
     with tempfile.TemporaryDirectory(prefix=f"sg-{fam.name}-") as tmp:
@@ -112,6 +116,13 @@ def train(family: str | Family, inputs: Mapping[str, Any], model_dir: str | os.P
             test_ids=data.test_ids, test_pair_ids=data.test_pair_ids, lengths=data.lengths,
             extra_metadata={"data_fingerprint": fp, **data.metadata})
         result = fit(job)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        fam.save(run, model, data, model_dir)
-    return _finish(job, result, model_dir, result_dir, fp, fam.card_extra(run))
+        if dist.is_main:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            fam.save(run, model, data, model_dir)
+    if dist.is_main:
+        card = _finish(job, result, model_dir, result_dir, fp, fam.card_extra(run))
+    else:
+        card = _card(job, result, fp, fam.card_extra(run))
+    dist.barrier()  # the outputs are written before any rank reports success
+    distributed.shutdown()
+    return card

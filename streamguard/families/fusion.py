@@ -5,6 +5,10 @@ Training reads the two encoders' model directories (``--transformer-dir``,
 embeds every sample once with both (:func:`encoder_features`, the one place
 fusion features are made -- the probes use it too, on fresh encoders) and
 trains :class:`~streamguard.models.fusion.FusionHead` on the concatenation.
+Under torchrun the embedding is shared out: each rank embeds a contiguous
+shard of each split (whole ``EMBED_BATCH`` chunks, so every feature is what one
+process computes) and the shards are gathered, so all ranks train on the same
+features for 1/W of the embedding time.
 Saved as ``model.pt`` + ``config.json`` (the ``fusion`` config and the feature
 dims).
 """
@@ -55,6 +59,19 @@ def encoder_features(tmodel, token_items: list, token_collate, gmodel, graphs: l
         for m, training in modes:
             m.training = training
     return torch.cat([t, g], dim=1)
+
+
+def split_features(tmodel, tds, gmodel, graphs: list):
+    """:func:`encoder_features` of a whole split (``tds``: its ``TokenDataset``; ``graphs`` in the same order);
+    distributed, each rank embeds its shard and the shards are gathered (every rank gets the whole split)."""
+    import torch
+
+    from streamguard.train import distributed
+
+    parts = distributed.context().gather_shards(
+        lambda part: encoder_features(tmodel, [tds[i] for i in part], tds.collate, gmodel,
+                                      graphs[part.start:part.stop]), len(tds), align=EMBED_BATCH)
+    return torch.cat(parts) if parts else torch.zeros(0)
 
 
 def head(cfg, seed: int, transformer_dim: int, gnn_dim: int):
@@ -108,7 +125,7 @@ class FusionFamily:
         for s in SPLITS:
             samples[s] = read_split(run.data_dir, s)
             tds = TokenDataset([x.func for x in samples[s]], [x.target for x in samples[s]], tok, tmax)
-            feats = encoder_features(tmodel, [tds[i] for i in range(len(tds))], tds.collate, gmodel, graphs[s])
+            feats = split_features(tmodel, tds, gmodel, graphs[s])
             data[s] = [{"features": f, "labels": x.target} for f, x in zip(feats, samples[s])]
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
                         test_ids=[x.id for x in samples["test"]], test_pair_ids=[x.pair_id for x in samples["test"]],

@@ -28,7 +28,8 @@ The thresholds and the action are one config section, ``train.collapse``
 (:class:`streamguard.config.CollapseConfig`, where their defaults and docs live).
 
 ``handle_collapse(reason, action, optimizer, ...)``: ``stop`` writes
-``collapse_report.json`` (atomically; to a path and/or an object store) and
+``collapse_report.json`` (atomically; to a path and/or an object store; with
+neither it writes nothing: the other ranks of a distributed run) and
 raises :class:`CollapseError` (exit code 3); ``reduce_lr`` multiplies every
 param group's LR (and a given scheduler's base LRs) by ``lr_factor`` and
 returns the event; once the LR would fall below ``min_lr`` it stops instead.
@@ -241,10 +242,14 @@ def handle_collapse(reason: str, action: str, optimizer: Any, *, report_path: st
             return {"action": "reduce_lr", "reason": reason, "step": step, "epoch": epoch,
                     "lr_before": before, "lr_after": after}
         reason = f"{reason}; lr {_fmt(before)} cannot be reduced further (min_lr {min_lr:g})"
-    where = write_collapse_report(report_path, reason=reason, step=step, epoch=epoch, history=history, store=store,
-                                  key=store_key, action="stop", requested_action=action, lr=before, **extra)
+    where = None  # neither a path nor a store: another process writes the report (rank 0 of a distributed run)
+    if report_path is not None or store is not None:
+        where = write_collapse_report(report_path, reason=reason, step=step, epoch=epoch, history=history,
+                                      store=store, key=store_key, action="stop", requested_action=action, lr=before,
+                                      **extra)
     log.error("training collapsed at step %s (epoch %s): %s", step, epoch, reason)
-    err = CollapseError(f"training collapsed at step {step} (epoch {epoch}): {reason} (report: {where})")
+    err = CollapseError(f"training collapsed at step {step} (epoch {epoch}): {reason}"
+                        + (f" (report: {where})" if where else ""))
     err.report_path = where
     raise err
 

@@ -28,19 +28,27 @@ def cuda_required() -> bool:
     return os.environ.get(REQUIRE_CUDA_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def resolve_device(require_cuda: bool):
+def resolve_device(require_cuda: bool, index: int | None = None):
     """``cuda`` when a CUDA device works (a tiny kernel runs), else ``cpu``; with ``require_cuda`` a missing
-    or broken CUDA raises :class:`NoCudaError` instead of falling back."""
+    or broken CUDA raises :class:`NoCudaError` instead of falling back.
+
+    ``index`` (a distributed run's ``LOCAL_RANK``): ``cuda:<index>``; fewer GPUs than that is a
+    :class:`NoCudaError` whenever CUDA is there at all (ranks must not split between GPU and CPU)."""
     import torch
 
     if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise NoCudaError(f"LOCAL_RANK {index}: this process needs GPU {index}, but torch sees {count} CUDA "
+                              f"device(s); start at most {count} process(es) per node (torchrun --nproc-per-node)")
+        where = "cuda" if index is None else f"cuda:{index}"
         try:
-            ok = int((torch.ones(8, device="cuda") * 2).sum().item()) == 16
+            ok = int((torch.ones(8, device=where) * 2).sum().item()) == 16
             problem = "" if ok else "a test kernel gave a wrong result"
         except RuntimeError as e:
             problem = f"a test kernel failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         if not problem:
-            return torch.device("cuda")
+            return torch.device(where)
     else:
         problem = "torch sees no CUDA device"
     if require_cuda:

@@ -15,7 +15,35 @@
   exit code 3) or ``reduce_lr``;
 * checkpoints to the object store every N steps and every epoch; a job that
   finds its checkpoint resumes from it, and on CPU with deterministic settings a
-  killed-and-resumed run ends with exactly the metrics of an uninterrupted one.
+  killed-and-resumed run ends with exactly the metrics of an uninterrupted one;
+* data parallelism when started by ``torchrun`` (``WORLD_SIZE`` > 1; see
+  ``train.distributed``): one process per device, the model in
+  ``DistributedDataParallel``, the same loop.
+
+Distributed semantics (``WORLD_SIZE`` = W > 1). ``batch_size`` is the *global*
+batch: ``epoch_batches`` is the batch order of every rank, rank r trains on items
+r, r + W, ... of each batch, and each shard's loss is divided by the global
+batch's class-weight sum / W, so DDP's mean of the ranks' gradients is exactly the
+1-process gradient of that batch (up to float summation order): a W-process run
+takes the 1-process run's optimizer steps, and ``state.pos`` counts global
+batches, so a checkpoint resumes mid-epoch at the same batch with any W. A rank
+whose shard of the (short, last) batch is empty trains on one item with weight 0.
+The step loss is all-reduced (every rank logs, monitors and records the global
+loss); a collapse flag is agreed by all-reduce, so every rank acts on it at the
+same step. Validation and test: each rank predicts a contiguous shard of the
+split with the unwrapped model, the shards are gathered in rank order (the whole
+split once, no padding), and every rank computes the same metrics from them.
+The LR: rank 0 alone reads and writes the LR cache; when the finder has to run,
+rank 0 tells the others and all ranks sweep in lockstep on their shards of the
+finder's global batches (the sweep's loss is the all-reduced one, so every rank
+stops at the same step; memory per device as in training), then rank 0's LR
+decision is broadcast. Checkpoints: written by rank 0 (model, optimizer, ...,
+and every rank's RNG state, so a resumed run with the same W continues every
+rank's dropout stream); every rank reads the checkpoint at start and the ranks
+check they found the same one. Dropout draws differ from a 1-process run
+(each rank draws masks for its own shard from its own stream, seeded
+``seed + rank * RANK_SEED_STRIDE``; rank 0's is the 1-process stream), so
+W-process and 1-process runs agree to float noise only without dropout.
 
 Batch order is a pure function of (seed, epoch), so resuming at a position
 inside an epoch replays the same batches. The run's progress is a typed
@@ -44,12 +72,14 @@ from tqdm.auto import tqdm
 
 from streamguard import __version__
 from streamguard.config import OptimConfig, TrainConfig
+from streamguard.errors import CollapseError, UserError
 from streamguard.eval.metrics import compute_metrics, tune_threshold
 from streamguard.eval.predictions import write_predictions
 from streamguard.jsonio import write_json_atomic
 from streamguard.storage import ObjectStore
 from streamguard.train import amp as amp_mod
-from streamguard.train.checkpoint import CheckpointWriter, load_checkpoint, set_rng_state
+from streamguard.train import distributed
+from streamguard.train.checkpoint import CheckpointWriter, load_checkpoint, rng_state, set_rng_state
 from streamguard.train.collapse import CollapseMonitor, handle_collapse
 from streamguard.train.device import cuda_required, resolve_device
 from streamguard.train.interface import class_weights_from_labels, loss_fn, move_to
@@ -59,6 +89,9 @@ from streamguard.train.state import TrainState
 from streamguard.train.step import make_optimizer, train_step
 
 log = logging.getLogger(__name__)
+
+RANK_SEED_STRIDE = 1_000_003
+"""Rank r of a distributed run seeds its RNG streams (dropout) with ``seed + r * RANK_SEED_STRIDE``."""
 
 
 @dataclass
@@ -103,6 +136,8 @@ class TrainResult:
     seconds: float
     collapse_events: list[dict[str, Any]] = field(default_factory=list)
     """``reduce_lr`` actions taken (reason, step, epoch, lr before/after)."""
+    distributed: dict[str, Any] | None = None
+    """World size, backend and per-rank batch of a distributed run; None in one process."""
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -197,52 +232,129 @@ class _Run:
     def __init__(self, job: TrainJob):
         self.job, self.t0 = job, time.time()
         cfg, tc = job.opt, job.train_cfg
+        self.dist = distributed.context(tc.dist_timeout_s)
         if tc.num_threads > 0:
             torch.set_num_threads(tc.num_threads)
-        seed_everything(job.seed, tc.deterministic)
-        device = resolve_device(require_cuda=cuda_required())
+        self.seed_streams()
+        device = self.dist.device or resolve_device(require_cuda=cuda_required())
         self.device = device
-        self.model = job.model.to(device)
+        self.module = job.model.to(device)
+        """The model itself: what is evaluated, checkpointed and exported."""
+        self.model = self._wrap(self.module)
+        """What trains: ``module``, or ``module`` in DistributedDataParallel."""
         self.amp_ctx = amp_mod.make_amp(device, tc.amp)
-        self.weights = class_weights_from_labels(job.labels(job.train)).to(device)
+        self.train_labels = list(job.labels(job.train))
+        self.weights = class_weights_from_labels(self.train_labels).to(device)
+        self.class_weight = [float(w) for w in self.weights.cpu()]
         self.scaler = amp_mod.make_scaler(self.amp_ctx)
         ckpt = load_checkpoint(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
+        self._check_ranks_agree(ckpt)
         self.lr_info = self._resolve_lr(ckpt)
         lr = float(self.lr_info["lr"])
         log.info("%s seed %d: lr %.3g (%s)", job.family, job.seed, lr, self.lr_info["lr_source"])
 
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, lr, cfg.weight_decay)
         n_batches = math.ceil(len(job.train) / cfg.batch_size)
         self.scheduler = _linear_schedule(self.optimizer, max(1, cfg.epochs * n_batches))
         self.monitor = CollapseMonitor(tc.collapse)
         self.state = TrainState()
         self.resumed_from = self._restore(ckpt) if ckpt is not None else None
-        self.writer = CheckpointWriter(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
+        self.writer = (CheckpointWriter(job.store, job.checkpoint_key)
+                       if job.store and job.checkpoint_key and self.dist.is_main else None)
 
     # ------------------------------------------------------------ set-up
-    def batch_loss(self, model: nn.Module, batch: dict):
+    def seed_streams(self, offset: int = 0) -> None:
+        """Seed the RNG streams: ``seed`` (+ ``offset``), each rank its own (rank 0's is the 1-process stream)."""
+        seed_everything(self.job.seed + offset + RANK_SEED_STRIDE * self.dist.rank, self.job.train_cfg.deterministic)
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` in DistributedDataParallel when distributed. Buffers are synced once, not every step: no
+        model here has running statistics (LayerNorm only), and evaluation runs on ``module`` itself."""
+        if not self.dist.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.device.type == "cuda":
+            return DistributedDataParallel(module, device_ids=[self.device.index], output_device=self.device.index,
+                                           forward_sync_buffers=False)
+        return DistributedDataParallel(module, forward_sync_buffers=False)
+
+    def _check_ranks_agree(self, ckpt: dict[str, Any] | None) -> None:
+        """Every rank must see the same splits and the same checkpoint (else the shards would not add up)."""
+        if not self.dist.enabled:
+            return
+        job = self.job
+        mine = {"sizes": (len(job.train), len(job.valid), len(job.test)), "labels": hash(tuple(self.train_labels)),
+                "lengths": hash(tuple(job.lengths)) if job.lengths is not None else None,
+                "checkpoint": None if ckpt is None else (ckpt["epoch"], ckpt["pos"], ckpt["step"])}
+        seen = self.dist.all_gather(mine)
+        for rank, other in enumerate(seen):
+            for key in mine:
+                if other[key] != seen[0][key]:
+                    where = f"{job.store.uri}/{job.checkpoint_key}" if job.store else "the object store"
+                    raise UserError(
+                        f"{job.family} seed {job.seed}: rank {rank} sees {key} {other[key]} but rank 0 sees "
+                        f"{seen[0][key]}" + (f" at {where}: the ranks do not share one object store (a local "
+                                             "directory store on several nodes?)" if key == "checkpoint" else
+                                             ": the ranks read different data"))
+
+    def shard_batch(self, idx: list[int]) -> dict[str, Any]:
+        """What this rank trains on of the global batch ``idx``: its collated shard, on the device, with the loss
+        normalisation (``weight_sum``: the global batch's class-weight sum / W) and ``live`` (False: an empty
+        shard stood in for by one item with weight 0, so DDP still gets this rank's gradients)."""
+        job, d = self.job, self.dist
+        if not d.enabled:
+            return {"batch": move_to(job.collate([job.train[i] for i in idx]), self.device), "weight_sum": None,
+                    "live": True}
+        mine = d.batch_shard(idx)
+        total = sum(self.class_weight[self.train_labels[i]] for i in idx)
+        return {"batch": move_to(job.collate([job.train[i] for i in (mine or idx[:1])]), self.device),
+                "weight_sum": total / d.world, "live": bool(mine)}
+
+    def batch_loss(self, model: nn.Module, shard: dict[str, Any]):
+        """(loss, logits) of a :meth:`shard_batch`. Distributed: the loss's *value* is the global batch's loss
+        (all-reduced, the same on every rank), its gradient this rank's part of it (DDP averages the parts)."""
         with amp_mod.autocast(self.amp_ctx):
-            return loss_fn(model, batch, self.weights)
+            loss, logits = loss_fn(model, shard["batch"], self.weights, weight_sum=shard["weight_sum"])
+        if not self.dist.enabled:
+            return loss, logits
+        if not shard["live"]:
+            loss = loss * 0.0
+        part = loss.detach()
+        return loss + (self.dist.mean(part) - part), logits
 
     def _resolve_lr(self, ckpt: dict[str, Any] | None) -> dict[str, Any]:
-        """The checkpoint's LR decision on resume; else fixed, cache, LR finder or fallback (``resolve_lr``)."""
-        job, cfg, tc = self.job, self.job.opt, self.job.train_cfg
+        """The checkpoint's LR decision on resume; else fixed, cache, LR finder or fallback (``resolve_lr``).
+
+        Distributed: rank 0 decides (it alone reads and writes the cache); when it needs the finder it says
+        so first and every rank sweeps in lockstep; then its decision is broadcast."""
+        job, cfg, tc, d = self.job, self.job.opt, self.job.train_cfg, self.dist
         if ckpt is not None:
             log.info("%s seed %d: resuming from checkpoint %s (epoch %d, step %d)", job.family, job.seed,
                      job.checkpoint_key, ckpt["epoch"], ckpt["step"])
             return ckpt["lr_info"]
-        cache = LRCache(job.store, ttl_hours=tc.lr_cache_ttl_hours, clock=job.clock) if job.store else None
-        lr_info = resolve_lr(cfg, tc, cache, {"family": job.family, **job.lr_key_parts, "batch_size": cfg.batch_size},
-                             self._run_finder)
-        seed_everything(job.seed, tc.deterministic)  # the finder must not shift the training RNG stream
+        if d.is_main:
+            def finder():
+                d.broadcast("finder")  # the other ranks join the sweep
+                return self._run_finder()
+
+            cache = LRCache(job.store, ttl_hours=tc.lr_cache_ttl_hours, clock=job.clock) if job.store else None
+            lr_info = d.broadcast(resolve_lr(cfg, tc, cache, {"family": job.family, **job.lr_key_parts,
+                                                               "batch_size": cfg.batch_size}, finder))
+        else:
+            lr_info = d.broadcast(None)
+            if lr_info == "finder":
+                self._run_finder()
+                lr_info = d.broadcast(None)
+        self.seed_streams()  # the finder must not shift the training RNG stream
         return lr_info
 
     def _finder_batches(self):
         job = self.job
         for epoch in range(10**6):
             for idx in epoch_batches(len(job.train), job.opt.batch_size, job.seed + 1, epoch):
-                yield move_to(job.collate([job.train[i] for i in idx]), self.device)
+                yield self.shard_batch(idx)
 
     def _run_finder(self):
         """The LR sweep with the training step of this run: its optimizer, loss, grad scaler and clip."""
@@ -252,37 +364,75 @@ class _Run:
                        fallback_lr=cfg.fallback_lr, device=self.device, scaler=self.scaler, max_norm=cfg.grad_clip)
 
     def _restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
-        """Model, optimizer, scheduler, scaler, state and RNG streams from ``ckpt``; where the run resumes."""
-        self.model.load_state_dict(ckpt["model"])
+        """Model, optimizer, scheduler, scaler, state and RNG streams from ``ckpt``; where the run resumes.
+
+        Each rank takes its own RNG state back when the checkpoint holds one per rank for this world size;
+        otherwise (another world size) rank 0 takes the saved one and the others reseed from the step."""
+        self.module.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState.from_checkpoint(ckpt)
-        set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if len(ranks) == self.dist.world:
+            set_rng_state(ranks[self.dist.rank])
+        else:
+            if self.dist.is_main:
+                log.warning("%s seed %d: checkpoint of a %d-process run resumed with %d processes: same batches, "
+                            "other dropout streams", self.job.family, self.job.seed, len(ranks), self.dist.world)
+            set_rng_state(ckpt["rng"])
+            if not self.dist.is_main:
+                self.seed_streams(offset=int(ckpt["step"]))
         return {"epoch": ckpt["epoch"], "pos": ckpt["pos"], "step": ckpt["step"]}
 
     # ------------------------------------------------------------ during training
     def checkpoint(self) -> None:
+        """Rank 0 saves (in the background); distributed, every rank takes part (its RNG state goes in)."""
+        job = self.job
+        ranks = self.dist.all_gather(rng_state()) if self.dist.enabled and job.store and job.checkpoint_key else None
         if self.writer is not None:
             self.writer.save({
-                **self.state.to_checkpoint(), "model": self.model.state_dict(),
+                **self.state.to_checkpoint(), "model": self.module.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "lr_info": self.lr_info, "family": self.job.family, "seed": self.job.seed})
+                "lr_info": self.lr_info, "family": job.family, "seed": job.seed,
+                **({"rng_ranks": ranks} if ranks else {})})
+
+    def agree(self, reason: str | None, step: int | None) -> str | None:
+        """A collapse flag every rank acts on: raised on any rank, raised on all (the inputs are all-reduced,
+        so the ranks agree anyway; this keeps one rank from stopping while the others wait for it)."""
+        if not self.dist.enabled or not self.dist.any(reason is not None):
+            return reason
+        return reason or f"collapse detected on another rank (step {step})"
 
     def collapse(self, reason: str, epoch: int, action: str) -> None:
         job, tc, state = self.job, self.job.train_cfg, self.state
         if action == "stop" and self.writer is not None:
             self.writer.close()  # leave the last good checkpoint complete before stopping
-        event = handle_collapse(reason, action, self.optimizer, report_path=job.out_dir / "collapse_report.json",
-                                lr_factor=tc.collapse.lr_factor, min_lr=tc.collapse.min_lr,
-                                scheduler=self.scheduler, step=state.step, epoch=epoch,
-                                history=state.history[-5:] + self.monitor.recent(), family=job.family, seed=job.seed)
+        try:
+            event = handle_collapse(reason, action, self.optimizer,
+                                    report_path=job.out_dir / "collapse_report.json" if self.dist.is_main else None,
+                                    lr_factor=tc.collapse.lr_factor, min_lr=tc.collapse.min_lr,
+                                    scheduler=self.scheduler, step=state.step, epoch=epoch,
+                                    history=state.history[-5:] + self.monitor.recent(), family=job.family,
+                                    seed=job.seed)
+        except CollapseError:
+            self.dist.barrier()  # rank 0's report is written before any rank exits
+            raise
         state.collapse_events.append(event)
 
     def predict(self, data: Sequence) -> tuple[np.ndarray, np.ndarray]:
-        return predict(self.model, data, self.job.collate, self.job.opt.batch_size * 2, self.device, self.amp_ctx)
+        """Probabilities and logits of every item of ``data``, in order; distributed, each rank predicts a
+        contiguous shard (in batches of 2 x batch_size / W) and the shards are gathered."""
+        job, d, size = self.job, self.dist, self.job.opt.batch_size * 2
+        if not d.enabled:
+            return predict(self.module, data, job.collate, size, self.device, self.amp_ctx)
+        parts = d.gather_shards(lambda part: predict(self.module, [data[i] for i in part], job.collate,
+                                                     max(1, size // d.world), self.device, self.amp_ctx), len(data))
+        if not parts:
+            return np.zeros(0), np.zeros((0, 2))
+        return np.concatenate([p for p, _ in parts]), np.concatenate([lg for _, lg in parts])
 
     def train_epoch(self) -> list[float]:
         """The rest of the current epoch from ``state.pos``, checkpointing every N steps; the step losses."""
@@ -294,16 +444,16 @@ class _Run:
         bar = tqdm(range(state.pos, len(batches)), desc=f"{job.family} s{job.seed} e{epoch}", leave=False,
                    disable=None, mininterval=2.0)
         for pos in bar:
-            batch = move_to(job.collate([job.train[i] for i in batches[pos]]), self.device)
+            shard = self.shard_batch(batches[pos])
             self.optimizer.zero_grad(set_to_none=True)
-            loss, _ = self.batch_loss(self.model, batch)
+            loss, _ = self.batch_loss(self.model, shard)
             grad_norm = train_step(loss, self.optimizer, self.scaler, self.params, cfg.grad_clip)
             self.scheduler.step()
             state.step += 1
             state.pos = pos + 1
             lv = float(loss.detach())
             losses.append(lv)
-            reason = self.monitor.on_step(state.step, lv, float(grad_norm))
+            reason = self.agree(self.monitor.on_step(state.step, lv, float(grad_norm)), state.step)
             if reason:
                 self.collapse(reason, epoch, tc.collapse.action)
             # The last step of an epoch is covered by the epoch checkpoint written right after validation.
@@ -327,7 +477,7 @@ class _Run:
                  rec["train_loss"] or float("nan"), vm["f1"])
         if vm["f1"] > state.best_f1:
             state.best_f1, state.best_epoch, state.best_threshold, state.bad_epochs = vm["f1"], epoch, thr, 0
-            state.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            state.best_state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
         else:
             state.bad_epochs += 1
         state.epoch, state.pos = epoch + 1, 0
@@ -341,7 +491,7 @@ class _Run:
         """Best weights back, output-collapse check on validation, test predictions, final checkpoint."""
         job, tc, state = self.job, self.job.train_cfg, self.state
         if state.best_state is not None:
-            self.model.load_state_dict(state.best_state)
+            self.module.load_state_dict(state.best_state)
         thr = float(state.best_threshold)
         vprobs, vlogits = self.predict(job.valid)
         # Output collapse of the exported model: non-finite or constant outputs always;
@@ -349,7 +499,7 @@ class _Run:
         # chance — a weak but honest model can sit on one side of the decision boundary.
         yv = job.labels(job.valid)
         vm = compute_metrics(yv, vprobs, thr)
-        reason = self.monitor.on_eval(vlogits, vlogits.argmax(axis=1) if len(vlogits) else None)
+        reason = self.agree(self.monitor.on_eval(vlogits, vlogits.argmax(axis=1) if len(vlogits) else None), None)
         if reason and reason.startswith("single predicted class") and (not tc.collapse.single_class_is_collapse
                                                                        or not vm["roc_auc"] <= 0.55):
             log.warning("%s seed %d: %s, but valid ROC-AUC is %.3f: not treated as collapse", job.family, job.seed,
@@ -366,7 +516,15 @@ class _Run:
                            test_metrics=compute_metrics(yt, tprobs, thr), test_labels=list(map(int, yt)),
                            test_probs=[float(p) for p in tprobs], history=state.history, lr_info=self.lr_info,
                            resumed_from=self.resumed_from, seconds=time.time() - self.t0,
-                           collapse_events=list(state.collapse_events))
+                           collapse_events=list(state.collapse_events),
+                           distributed=self.describe_distributed())
+
+    def describe_distributed(self) -> dict[str, Any] | None:
+        d, bs = self.dist, self.job.opt.batch_size
+        if not d.enabled:
+            return None
+        return {"world_size": d.world, "backend": d.backend, "global_batch_size": bs,
+                "per_rank_batch_size": [len(range(r, bs, d.world)) for r in range(d.world)]}
 
 
 def fit(job: TrainJob) -> TrainResult:
@@ -392,7 +550,7 @@ def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike
         "lr": result.lr_info.get("lr"), "lr_source": result.lr_info.get("lr_source"), "lr_info": result.lr_info,
         "history": result.history, "best_epoch": result.best_epoch, "threshold": result.threshold,
         "timings": {"train_seconds": result.seconds}, "resumed_from": result.resumed_from,
-        "collapse_events": result.collapse_events,
+        "collapse_events": result.collapse_events, "distributed": result.distributed,
         "hardware": _hardware(next(job.model.parameters()).device), "versions": library_versions(),
         "sizes": {"train": len(job.train), "valid": len(job.valid), "test": len(job.test)},
         **job.extra_metadata,

@@ -21,12 +21,18 @@ def move_to(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-def loss_fn(model: torch.nn.Module, batch: dict,
-            class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted cross-entropy of ``model(batch)`` against ``batch['labels']``; returns (loss, logits)."""
+def loss_fn(model: torch.nn.Module, batch: dict, class_weights: torch.Tensor | None = None, *,
+            weight_sum: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted cross-entropy of ``model(batch)`` against ``batch['labels']``; returns (loss, logits).
+
+    The loss is the weighted mean over the batch; with ``weight_sum`` it is the weighted *sum* divided by
+    ``weight_sum`` instead: a data-parallel rank's part of the mean over a global batch it holds a shard of.
+    """
     logits = model(batch)
-    w = class_weights.to(logits.device, logits.dtype) if class_weights is not None else None
-    return F.cross_entropy(logits.float(), batch["labels"], weight=None if w is None else w.float()), logits
+    w = class_weights.to(logits.device, logits.dtype).float() if class_weights is not None else None
+    if weight_sum is None:
+        return F.cross_entropy(logits.float(), batch["labels"], weight=w), logits
+    return F.cross_entropy(logits.float(), batch["labels"], weight=w, reduction="sum") / weight_sum, logits
 
 
 def class_weights_from_labels(labels) -> torch.Tensor:

@@ -101,9 +101,12 @@ def test_two_nodes_train_and_the_outputs_come_back(tmp_path, cluster, tiny_data,
                                               "streamguard.io/seed": "42"},
                                       annotations={"streamguard.io/run-key": RUN_KEY})
     assert problems(post.body) == []
-    # both nodes ran the training under torchrun, in one rendezvous of 2 nodes; node 0's outputs are the step's
+    # both nodes ran the training under torchrun, in one rendezvous of 2 nodes (one DDP job: each trains its
+    # shard of every batch, rank 0 alone writes the outputs); node 0's outputs are the step's
     for rank in (0, 1):
-        assert "gnn seed 42: test F1" in double.log(name, rank), double.log(name, rank)
+        assert f"distributed: rank {rank} of 2 (local rank 0)" in double.log(name, rank), double.log(name, rank)
+    assert "gnn seed 42: test F1" in double.log(name, 0), double.log(name, 0)
+    assert "test F1" not in double.log(name, 1), double.log(name, 1)
     assert card["family"] == "gnn" and card["seed"] == 42
     assert json.loads((dirs["result"] / "model_card.json").read_text()) == card
     assert (dirs["model"] / "model.pt").read_bytes() == (double.node_dir(name, 0) / "model" / "model.pt").read_bytes()

@@ -66,3 +66,24 @@ def test_preflight_requires_a_gpu_when_the_profile_does(tiny_data, tmp_path):
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("streamguard: error:")]
     assert len(errors) == 1 and "pre-flight failed: accelerator: the profile asks for a GPU" in errors[0]
+
+
+def test_a_rank_gets_its_local_gpu_and_more_ranks_than_gpus_is_one_line(monkeypatch):
+    """Distributed (``index`` = LOCAL_RANK): ``cuda:<index>``; a rank with no GPU of its own stops (no CPU
+    fallback: the ranks must not split between GPU and CPU). CUDA is simulated: 2 devices, kernels run on CPU."""
+    seen = []
+    real_ones = torch.ones
+
+    def ones(*a, device=None, **k):
+        seen.append(device)
+        return real_ones(*a, **k)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch, "ones", ones)
+    assert resolve_device(require_cuda=False, index=1) == torch.device("cuda", 1) and seen == ["cuda:1"]
+    assert resolve_device(require_cuda=False) == torch.device("cuda")
+    with pytest.raises(NoCudaError) as e:
+        resolve_device(require_cuda=False, index=2)
+    assert e.value.exit_code == 4 and "\n" not in str(e.value)
+    assert str(e.value).startswith("LOCAL_RANK 2: this process needs GPU 2, but torch sees 2 CUDA device(s)")

@@ -143,9 +143,9 @@ def test_class_weights_come_from_the_training_labels(tmp_path, monkeypatch):
     seen = []
     real = engine.loss_fn
 
-    def spy(model, batch, class_weights=None):
+    def spy(model, batch, class_weights=None, **kw):
         seen.append(class_weights.detach().clone())
-        return real(model, batch, class_weights)
+        return real(model, batch, class_weights, **kw)
 
     monkeypatch.setattr(engine, "loss_fn", spy)
     # train 48 negatives / 16 positives; valid and test balanced (their labels must not count)
