@@ -71,6 +71,15 @@ class TransformerConfig(OptimConfig):
     pretrained: str = "microsoft/codebert-base"
     """HF model id or local path; 'scratch' trains a small RoBERTa + BPE tokenizer on the train split."""
     max_length: int = 512
+    """Encoder positions (the scratch model is built with this many; CodeBERT has 512)."""
+    window: int | None = None
+    """Positions per window, the two special tokens included; None: ``max_length``. The encoder reads every
+    window of a function and a learned attention pooling combines them (``models.transformer``)."""
+    stride: int | None = None
+    """Content tokens from one window's start to the next; None: ``window - 2`` (back to back, no overlap)."""
+    max_windows: int = 24
+    """Windows per function at most; tokens beyond them are dropped (``max_windows x (window - 2)`` content tokens
+    are seen). Cost grows linearly with the windows a function needs (README, "The whole function")."""
     scratch_hidden: int = 128
     scratch_layers: int = 2
     scratch_heads: int = 4

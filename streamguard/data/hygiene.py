@@ -93,8 +93,13 @@ def leakage(splits: dict[str, Sequence[Sample]]) -> dict[str, int]:
     return {f"{a}/{b}": len(keys[a] & keys[b]) for i, a in enumerate(names) for b in names[i + 1:]}
 
 
+def tokens(code: str) -> list[str]:
+    """The C lexical tokens of ``code``, comments dropped."""
+    return _TOKEN.findall(_COMMENT_OR_LITERAL.sub(lambda m: " " if m.group(0)[0] == "/" else m.group(0), code))
+
+
 def count_tokens(code: str) -> int:
-    return len(_TOKEN.findall(_COMMENT_OR_LITERAL.sub(lambda m: " " if m.group(0)[0] == "/" else m.group(0), code)))
+    return len(tokens(code))
 
 
 def length_stats(samples: Sequence[Sample], max_tokens: int) -> dict:

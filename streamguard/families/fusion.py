@@ -107,7 +107,7 @@ class FusionFamily:
         data, samples = {}, {}
         for s in SPLITS:
             samples[s] = read_split(run.data_dir, s)
-            tds = TokenDataset([x.func for x in samples[s]], [x.target for x in samples[s]], tok, tmax)
+            tds = TokenDataset([x.func for x in samples[s]], [x.target for x in samples[s]], tok, tmodel.windowing)
             feats = encoder_features(tmodel, [tds[i] for i in range(len(tds))], tds.collate, gmodel, graphs[s])
             data[s] = [{"features": f, "labels": x.target} for f, x in zip(feats, samples[s])]
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
