@@ -57,6 +57,8 @@ class View:
     setting: str | None
     """The config field that shows more of a truncated function (None: nothing truncates in this view)."""
     method: str
+    sizes: list | None = None
+    """What each sample costs the family (windows, nodes …; sortable): the probes draw the cheapest."""
 
 
 def digest(*parts: Any) -> str:
@@ -90,7 +92,8 @@ def combine(name: str, *views: View) -> View:
     keys = [digest(*ks) for ks in zip(*(v.keys for v in views))]
     trunc = [any(ts) for ts in zip(*(v.truncated for v in views))]
     settings = ", ".join(v.setting for v in views if v.setting)
-    return View(name, keys, trunc, settings or None, " + ".join(v.name for v in views))
+    sizes = list(zip(*(v.sizes for v in views))) if all(v.sizes is not None for v in views) else None
+    return View(name, keys, trunc, settings or None, " + ".join(v.name for v in views), sizes)
 
 
 def _pairs(samples: Sequence) -> list[tuple[int, int]]:

@@ -68,6 +68,15 @@ def classifier(ckpt: str | Path, seed: int, cfg):
     return TransformerClassifier(ckpt, windowing(cfg))
 
 
+def view(ds, name: str = "transformer"):
+    """The transformer's view of a ``TokenDataset``: a key of each function's window token ids."""
+    from streamguard.data.views import View, digest
+
+    return View(name, [digest(tuple(map(tuple, ws))) for ws in ds.windows], [n > ds.windowing.budget for n in ds.n_tokens],
+                "transformer.max_windows", f"token ids in windows ({ds.windowing.max_windows} x {ds.windowing.window})",
+                [len(ws) for ws in ds.windows])
+
+
 class ProbeParts(NamedTuple):
     model: Any
     tokenizer: Any
@@ -88,6 +97,22 @@ def probe_parts(ctx) -> ProbeParts:
         return ProbeParts(model, tok, TokenDataset(texts, [s.target for s in samples], tok, model.windowing))
 
     return ctx.cached("transformer", build)
+
+
+def split_dataset(ctx, split: str):
+    """A ``TokenDataset`` of ``split`` with the probes' tokenizer and windows (train: the probes' own)."""
+    parts = probe_parts(ctx)
+    if split == "train":
+        return parts.dataset
+
+    def build():
+        from streamguard.models.transformer import TokenDataset
+
+        samples = ctx.samples(split)
+        return TokenDataset([s.func for s in samples], [s.target for s in samples], parts.tokenizer,
+                            parts.model.windowing)
+
+    return ctx.cached(f"transformer:{split}", build)
 
 
 class TransformerFamily:
@@ -140,6 +165,9 @@ class TransformerFamily:
         from streamguard.models.transformer import TransformerClassifier
 
         return TransformerClassifier(model_dir).eval()
+
+    def views(self, ctx, split: str):
+        return view(split_dataset(ctx, split))
 
     def smoke_batches(self, ctx, indices: list[int], batch_size: int):
         model, _, ds = probe_parts(ctx)
