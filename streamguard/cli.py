@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="validate, quarantine bad rows, split train/valid/test",
                        description="Read a dataset, write {train,valid,test}.jsonl, quarantine.jsonl and "
                                    "data_report.json.")
-    p.add_argument("--input", required=True, help="dataset file (path, http(s) URL or s3:// URI)")
+    p.add_argument("--input", required=True,
+                   help="dataset file or directory (path, http(s) URL or s3:// URI; .gz/.zst compressed files too)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--format", default="auto",
                    help="input format: auto (detect), codexglue, devign, bigvul, diversevul, primevul")
