@@ -45,10 +45,11 @@ def cmd_make_demo_data(args) -> None:
 
 def cmd_ingest(args) -> None:
     from streamguard.data.ingest import ingest
+    from streamguard.models.windowing import Windowing
 
     cfg = _config(args)
     report = ingest(args.input, args.output, cfg.data, fmt=args.format, max_tokens=cfg.transformer.max_length,
-                    store_settings=cfg.store)
+                    store_settings=cfg.store, windowing=Windowing.from_config(cfg.transformer))
     _print({k: report[k] for k in report if k in ("counts", "fingerprint", "bad_rows", "quarantined")})
 
 

@@ -47,6 +47,9 @@ class DataConfig:
     label) | project (no project in two splits) | time (oldest functions train, newest test; needs ``date``)."""
     dedup: bool = True
     """Remove conflicting-label copies, exact and whitespace/comment-normalised duplicates before splitting."""
+    max_identical_view_share: float = 0.05
+    """Data check (ingest's data card, pre-flight): warn when more than this share of vulnerable/fixed pairs are
+    identical inputs to a model family (``streamguard.data.views``); the warning names the setting that helps."""
 
 
 @dataclass

@@ -32,14 +32,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from streamguard.errors import UserError
+from streamguard.models.windowing import Windowing
 
 log = logging.getLogger(__name__)
 
@@ -75,61 +76,6 @@ def make_scratch_checkpoint(texts: Sequence[str], out_dir: str | os.PathLike, *,
 WINDOWING_KEY = "streamguard_windowing"
 """The window settings' key in the saved model's ``config.json``."""
 POOLING_FILE = "window_pooling.pt"
-
-
-@dataclass(frozen=True)
-class Windowing:
-    """How a function's tokens become encoder windows (``transformer.window``, ``stride``, ``max_windows``)."""
-
-    window: int
-    """Positions per window, the special tokens included (at most the encoder's ``max_length``)."""
-    stride: int
-    """Content tokens from one window's start to the next (``window - 2``: back to back; less: overlapping)."""
-    max_windows: int
-    """Windows kept per function; tokens beyond the last are dropped."""
-    specials: int = 2
-    """Special tokens per window (RoBERTa/BERT: 2)."""
-
-    def __post_init__(self):
-        if self.window <= self.specials:
-            raise UserError(f"transformer.window={self.window}: needs more than {self.specials} positions")
-        if not 1 <= self.stride <= self.content:
-            raise UserError(f"transformer.stride={self.stride}: expected 1..{self.content} (window - {self.specials}; "
-                             "a larger stride would skip tokens)")
-        if self.max_windows < 1:
-            raise UserError(f"transformer.max_windows={self.max_windows}: expected >= 1")
-
-    @property
-    def content(self) -> int:
-        """Content tokens per window."""
-        return self.window - self.specials
-
-    @property
-    def budget(self) -> int:
-        """Content tokens the windows cover; a function with more is truncated."""
-        return self.content + (self.max_windows - 1) * self.stride
-
-    def count(self, n_tokens: int) -> int:
-        """Windows a function of ``n_tokens`` content tokens gets (at least 1, at most ``max_windows``)."""
-        need = 1 + -(-max(0, n_tokens - self.content) // self.stride)
-        return min(need, self.max_windows)
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Windowing":
-        return cls(**{k: int(d[k]) for k in ("window", "stride", "max_windows", "specials") if k in d})
-
-    @classmethod
-    def from_config(cls, tc) -> "Windowing":
-        """From a ``TransformerConfig``: ``window`` None -> ``max_length``, ``stride`` None -> back to back."""
-        window = tc.max_length if tc.window is None else int(tc.window)
-        if window > tc.max_length:
-            raise UserError(f"transformer.window={window}: above transformer.max_length={tc.max_length} "
-                             "(the encoder's positions)")
-        return cls(window=window, stride=window - 2 if tc.stride is None else int(tc.stride),
-                   max_windows=int(tc.max_windows))
 
 
 @dataclass
