@@ -83,6 +83,11 @@ class TransformerConfig(OptimConfig):
     max_windows: int = 24
     """Windows per function at most; tokens beyond them are dropped (``max_windows x (window - 2)`` content tokens
     are seen). Cost grows linearly with the windows a function needs (README, "The whole function")."""
+    window_batch: int = 32
+    """Windows the encoder reads in one pass; a batch with more is read in chunks of this many, each under
+    activation checkpointing in training (recomputed in the backward pass: about a third more time for such a
+    batch, activation memory of one chunk instead of all). 0: all windows of a batch in one pass. Memory only:
+    the results are the same."""
     scratch_hidden: int = 128
     scratch_layers: int = 2
     scratch_heads: int = 4

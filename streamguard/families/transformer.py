@@ -65,7 +65,7 @@ def classifier(ckpt: str | Path, seed: int, cfg):
     from streamguard.models.transformer import TransformerClassifier
 
     torch.manual_seed(seed)
-    return TransformerClassifier(ckpt, windowing(cfg))
+    return TransformerClassifier(ckpt, windowing(cfg), window_batch=cfg.transformer.window_batch)
 
 
 def view(ds, name: str = "transformer"):
@@ -164,7 +164,9 @@ class TransformerFamily:
     def load(self, model_dir: str | Path):
         from streamguard.models.transformer import TransformerClassifier
 
-        return TransformerClassifier(model_dir).eval()
+        from streamguard.config import TransformerConfig
+
+        return TransformerClassifier(model_dir, window_batch=TransformerConfig.window_batch).eval()
 
     def views(self, ctx, split: str):
         return view(split_dataset(ctx, split))

@@ -17,8 +17,10 @@ dropped: the function is *truncated*). :func:`encode` is the one function that
 turns function texts into model inputs (training, evaluation, the fusion's
 features, ``predict``/``scan``). A batch holds the real windows of all its
 functions back to back (``input_ids [N, L]``, no padding windows reach the
-encoder) and ``window_counts [B]``. The encoder reads all windows of a batch in
-one pass; :class:`WindowPooling` (attention over the windows' first-token states,
+encoder) and ``window_counts [B]``. The encoder reads the windows of a batch in
+passes of at most ``window_batch`` windows (``transformer.window_batch``; in
+training each pass beyond one is under activation checkpointing, so a batch of
+long functions needs the activation memory of one pass); :class:`WindowPooling` (attention over the windows' first-token states,
 masked to each function's own windows) combines them into one embedding per
 function, and the model's own classification head turns that into logits. With
 one window the pooling weight is exactly 1, so a function that fits one window
@@ -159,8 +161,9 @@ class TransformerClassifier(nn.Module):
     checkpoint; a checkpoint without them -- a hub model, one saved before windowing -- gets one window of
     the encoder's length)."""
 
-    def __init__(self, checkpoint: str | os.PathLike, windowing: Windowing | None = None):
+    def __init__(self, checkpoint: str | os.PathLike, windowing: Windowing | None = None, window_batch: int = 0):
         super().__init__()
+        self.window_batch = int(window_batch)
         from transformers import AutoModelForSequenceClassification
 
         self.hf = AutoModelForSequenceClassification.from_pretrained(str(checkpoint), num_labels=2)
@@ -177,9 +180,24 @@ class TransformerClassifier(nn.Module):
         if pooling.is_file():
             self.pool.load_state_dict(torch.load(pooling, map_location="cpu", weights_only=True))
 
+    def _first_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.hf.base_model(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+
     def _windows(self, batch: dict) -> torch.Tensor:
-        out = self.hf.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return out.last_hidden_state[:, 0]
+        """First-token state of every window ``[N, hidden]``, in passes of at most ``window_batch`` windows."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        size = self.window_batch
+        if size <= 0 or ids.shape[0] <= size:
+            return self._first_states(ids, mask)
+        from torch.utils.checkpoint import checkpoint
+
+        recompute = self.training and torch.is_grad_enabled()
+        out = []
+        for s in range(0, ids.shape[0], size):
+            i, m = ids[s:s + size], mask[s:s + size]
+            out.append(checkpoint(self._first_states, i, m, use_reentrant=False) if recompute
+                       else self._first_states(i, m))
+        return torch.cat(out)
 
     def embed(self, batch: dict) -> torch.Tensor:
         h = self._windows(batch)

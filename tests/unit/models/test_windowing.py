@@ -125,3 +125,33 @@ def test_collate_pads_every_window_to_the_requested_width(tok):
     b = collate_windows(items, tok.pad_token_id, width=8)
     assert b["input_ids"].shape == (3, 8) and b["window_counts"].tolist() == [2, 1]
     assert b["attention_mask"].sum(1).tolist() == [3, 4, 3] and b["labels"].tolist() == [1, 0]
+
+
+def test_reading_windows_in_passes_gives_the_same_logits_and_gradients(ckpt, tok, tmp_path):
+    import json
+    import shutil
+
+    no_dropout = shutil.copytree(ckpt, tmp_path / "ckpt")  # dropout off: one pass and several draw masks differently
+    conf = json.loads((no_dropout / "config.json").read_text())
+    conf.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (no_dropout / "config.json").write_text(json.dumps(conf))
+    texts = [long_function(12), long_function(25), CODE[0]]
+    torch.manual_seed(0)
+    one = TransformerClassifier(no_dropout, Windowing(window=16, stride=14, max_windows=50))
+    chunked = TransformerClassifier(no_dropout, Windowing(window=16, stride=14, max_windows=50), window_batch=4)
+    chunked.load_state_dict(one.state_dict())
+    ds = TokenDataset(texts, [0, 1, 0], tok, one.windowing)
+    batch = ds.collate([ds[i] for i in range(3)])
+    assert batch["input_ids"].shape[0] > 8  # several passes of 4 windows
+    grads = []
+    for model in (one, chunked):
+        model.train()  # training mode: the passes after the first are checkpointed
+        loss = torch.nn.functional.cross_entropy(model(batch), batch["labels"])
+        loss.backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+        model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(one(batch), chunked(batch), rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6)
