@@ -3,7 +3,8 @@
 Exit codes: 0 success, 1 unexpected failure, 2 bad input or config (also a
 permanent object-store refusal: access denied, no such bucket), 3 training
 collapse, 4 pre-flight failed, 5 object store unavailable past
-store.retry_budget_s (rerun: training resumes from its last checkpoint).
+store.retry_budget_s (rerun: training resumes from its last checkpoint), 6 a distributed
+training launch failed without one of these (streamguard/launch).
 Expected errors print one line and no traceback.
 """
 

@@ -77,6 +77,7 @@ from streamguard.config import Config
 from streamguard.data.samples import SPLITS, read_split
 from streamguard.errors import PreflightError, UserError
 from streamguard.jsonio import write_json_atomic
+from streamguard.kube import SA_DIR, in_cluster_client, in_cluster_reason, pod_namespace
 from streamguard.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,6 @@ CHECKS = ("accelerator", "safety", "data", "object_store", "cluster", "smoke", "
 """Every check group, in the order they run; the default selection."""
 GPU_RESOURCE = "nvidia.com/gpu"
 SECRET_NAME = "streamguard-minio"
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CHECKS_ENV = "STREAMGUARD_PREFLIGHT_CHECKS"
 NODE_SELECTOR_ENV = "STREAMGUARD_GPU_NODE_SELECTOR"
 
@@ -509,16 +509,6 @@ def parse_node_selector(text: str | None) -> dict[str, str]:
     return out
 
 
-def in_cluster_reason(environ: Mapping[str, str] | None = None, sa_dir: str = SA_DIR) -> str | None:
-    """None when this process runs in a Kubernetes pod; else why not."""
-    environ = os.environ if environ is None else environ
-    if not environ.get("KUBERNETES_SERVICE_HOST"):
-        return "not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set)"
-    if not Path(sa_dir, "token").is_file():
-        return f"no service-account token at {sa_dir}/token (automountServiceAccountToken off?)"
-    return None
-
-
 def _quantity(v: Any) -> float:
     try:
         return float(str(v))
@@ -548,17 +538,11 @@ def check_cluster(*, require_gpu: bool = False, node_selector: Mapping[str, str]
         why = in_cluster_reason(environ, sa_dir)
         if why:
             return CheckResult("cluster", "skip", why, {"in_cluster": False}, required=False)
-        from kubernetes.config.incluster_config import InClusterConfigLoader
-
-        conf = k8s.Configuration()
-        InClusterConfigLoader(token_filename=str(Path(sa_dir, "token")), cert_filename=str(Path(sa_dir, "ca.crt")),
-                              environ=environ).load_and_set(conf)
-        api_client = k8s.ApiClient(conf)
+        api_client = in_cluster_client(environ, sa_dir)
     if node_selector is None:
         node_selector = parse_node_selector(environ.get(NODE_SELECTOR_ENV))
     if namespace is None:
-        ns_file = Path(sa_dir, "namespace")
-        namespace = environ.get("POD_NAMESPACE") or (ns_file.read_text().strip() if ns_file.is_file() else "default")
+        namespace = pod_namespace(environ, sa_dir)
     api = k8s.CoreV1Api(api_client)
     vals: dict[str, Any] = {"in_cluster": True, "node_selector": dict(node_selector), "namespace": namespace,
                             "secret": secret_name, "host": api_client.configuration.host}
