@@ -176,15 +176,29 @@ class TransformerFamily:
         return model, [ds.collate([ds[i] for i in c]) for c in chunks(indices, batch_size)]
 
     def memory_batch(self, ctx, batch_size: int):
-        """The ``batch_size`` functions with the most windows, every window padded to the full window."""
+        """The ``batch_size`` functions with the most windows, every window padded to the full window.
+
+        With ``transformer.window_batch`` set, a training step holds the activations of one encoder pass (the
+        other passes are checkpointed and recomputed one at a time in the backward pass): the batch is then cut
+        to its first ``window_batch`` windows -- the same peak, without the time of the other passes."""
         from streamguard.models.transformer import collate_windows
 
         model, _, ds = probe_parts(ctx)
         win = model.windowing
         lengths = ds.lengths
         idx = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:batch_size]
-        batch = collate_windows([ds[i] for i in idx], ds.pad_id, width=win.window)
+        items, windows = [ds[i] for i in idx], sum(len(ds.windows[i]) for i in idx)
+        if model.window_batch > 0:
+            keep, left = [], model.window_batch
+            for it in items:
+                if left <= 0:
+                    break
+                keep.append(dict(it, windows=it["windows"][:left]))
+                left -= len(keep[-1]["windows"])
+            items = keep
+        batch = collate_windows(items, ds.pad_id, width=win.window)
         return model, batch, {"seq_len": int(batch["input_ids"].shape[1]), "windows": int(batch["input_ids"].shape[0]),
+                              "batch_windows": windows, "window_batch": model.window_batch,
                               "max_windows": win.max_windows, "max_length": ctx.cfg.transformer.max_length,
                               "longest_tokens": max(ds.n_tokens), "batch_items": len(idx)}
 
