@@ -310,6 +310,9 @@ def apply(profile: Profile, stage: str, task) -> None:
         task.set_env_variable(NPROC_ENV, str(pool.gpus_per_task))
     if follower:
         task.set_env_variable(TEMPLATE_ENV, trainjob_template(profile).to_json())
+    if stage == "preflight":  # the pre-flight cluster check looks up exactly this Secret and these keys
+        task.set_env_variable("STREAMGUARD_SECRET_NAME", k.secret)
+        task.set_env_variable("STREAMGUARD_SECRET_KEYS", ",".join(sorted(k.secret_env)))
     if stage == "preflight" and k.gpu.node_selector:
         # the pre-flight cluster check looks for allocatable GPUs in exactly this pool
         task.set_env_variable("STREAMGUARD_GPU_NODE_SELECTOR",

@@ -64,13 +64,12 @@ def cmd_build_graphs(args) -> None:
 
 
 def cmd_preflight(args) -> None:
-    from streamguard.preflight import preflight
+    from streamguard.preflight import PreflightOptions, parse_checks, preflight
 
     out, cfg = args.output, _config(args)
-    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
+    options = PreflightOptions(require_gpu=args.require_gpu, checks=parse_checks(args.checks) if args.checks else None)
     report = preflight(args.data, args.graphs, cfg, os.path.join(out, "preflight_report.json"),
-                       os.path.join(out, "preflight_report.md"), store=_store(args, cfg), require_gpu=args.require_gpu,
-                       checks=checks)
+                       os.path.join(out, "preflight_report.md"), store=_store(args, cfg), options=options)
     print("pre-flight passed" if report["passed"] else "pre-flight failed")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from streamguard.data.samples import SPLITS, read_split
 from streamguard.errors import UserError
@@ -18,19 +18,24 @@ from streamguard.families.base import GRAPHS, Datasets, RunContext, chunks
 from streamguard.jsonio import read_json, write_json_atomic
 
 
-def graph_splits(graphs_dir: str, data_dir: str) -> dict[str, list]:
-    """Each split's graphs in the order of the split's samples."""
+def split_graphs(graphs_dir: str, split: str, samples: Sequence) -> tuple[list, list[str]]:
+    """The graphs of one split's ``samples`` in the samples' order, and the ids of the samples that have none.
+    The one reader of graphs by sample: training (:func:`graph_splits`) and pre-flight's data check use it."""
     from streamguard.graphs import load_graphs
 
+    graphs = {g.sample_id: g for g in load_graphs(graphs_dir, split)}
+    ids = [x.id for x in samples]
+    return [graphs[i] for i in ids if i in graphs], [i for i in ids if i not in graphs]
+
+
+def graph_splits(graphs_dir: str, data_dir: str) -> dict[str, list]:
+    """Each split's graphs in the order of the split's samples; a sample without a graph is a UserError."""
     out = {}
     for s in SPLITS:
-        graphs = {g.sample_id: g for g in load_graphs(graphs_dir, s)}
-        ids = [x.id for x in read_split(data_dir, s)]
-        missing = [i for i in ids if i not in graphs]
+        out[s], missing = split_graphs(graphs_dir, s, read_split(data_dir, s))
         if missing:
             raise UserError(f"{graphs_dir}: split {s} has no graph for sample id {missing[0]!r} "
                             f"({len(missing)} missing; rebuild with `streamguard build-graphs`)")
-        out[s] = [graphs[i] for i in ids]
     return out
 
 
