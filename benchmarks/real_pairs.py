@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{fam}_test_samples: {n}")
         print(f"{fam}_test_pairs: {len({p for p in runs[0]['pair_ids'] if p is not None})}")
         for name in METRICS:
-            ci = bootstrap_ci(lambda idx, nm=name: _metric(runs, nm, idx), n, groups=runs[0]["pair_ids"],
+            ci = bootstrap_ci(lambda idx, nm=name, rs=runs: _metric(rs, nm, idx), n, groups=runs[0]["pair_ids"],
                               n_boot=args.n_boot, seed=0)
             key = f"{fam}_{SHORT.get(name, name)}"
             print(f"{key}: {ci['value']:.4f}")

@@ -35,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from streamguard.config import load_config
     from streamguard.data.synthetic import generate
-    from streamguard.models.transformer import (TransformerClassifier, Windowing, collate_windows, load_tokenizer,
-                                                make_scratch_checkpoint)
+    from streamguard.models.transformer import (
+        TransformerClassifier,
+        Windowing,
+        collate_windows,
+        load_tokenizer,
+        make_scratch_checkpoint,
+    )
 
     torch.set_num_threads(1)
     tc = load_config("demo").transformer
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad(set_to_none=True)
             saved: dict[tuple, int] = {}
 
-            def pack(t: torch.Tensor):
+            def pack(t: torch.Tensor, saved=saved):
                 saved[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
                 return t
 

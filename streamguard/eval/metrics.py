@@ -177,7 +177,7 @@ def resampled_pairs(idx: np.ndarray, labels, preds, pair_ids) -> list[tuple[int,
         if pid is None:
             continue
         seen.setdefault(pid, []).append(int(i))
-    for pid, items in seen.items():
+    for items in seen.values():
         vul = [i for i in items if int(labels[i]) == 1]
         fix = [i for i in items if int(labels[i]) == 0]
         out += [(int(preds[v]), int(preds[f])) for v, f in zip(vul, fix)]

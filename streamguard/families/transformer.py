@@ -72,7 +72,8 @@ def view(ds, name: str = "transformer"):
     """The transformer's view of a ``TokenDataset``: a key of each function's window token ids."""
     from streamguard.data.views import View, digest
 
-    return View(name, [digest(tuple(map(tuple, ws))) for ws in ds.windows], [n > ds.windowing.budget for n in ds.n_tokens],
+    return View(name, [digest(tuple(map(tuple, ws))) for ws in ds.windows],
+                [n > ds.windowing.budget for n in ds.n_tokens],
                 "transformer.max_windows", f"token ids in windows ({ds.windowing.max_windows} x {ds.windowing.window})",
                 [len(ws) for ws in ds.windows])
 
@@ -162,9 +163,8 @@ class TransformerFamily:
                 "windowing": windowing(run.cfg).to_dict()}
 
     def load(self, model_dir: str | Path):
-        from streamguard.models.transformer import TransformerClassifier
-
         from streamguard.config import TransformerConfig
+        from streamguard.models.transformer import TransformerClassifier
 
         return TransformerClassifier(model_dir, window_batch=TransformerConfig.window_batch).eval()
 

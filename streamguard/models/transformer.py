@@ -20,7 +20,8 @@ functions back to back (``input_ids [N, L]``, no padding windows reach the
 encoder) and ``window_counts [B]``. The encoder reads the windows of a batch in
 passes of at most ``window_batch`` windows (``transformer.window_batch``; in
 training each pass beyond one is under activation checkpointing, so a batch of
-long functions needs the activation memory of one pass); :class:`WindowPooling` (attention over the windows' first-token states,
+long functions needs the activation memory of one pass); :class:`WindowPooling`
+(attention over the windows' first-token states,
 masked to each function's own windows) combines them into one embedding per
 function, and the model's own classification head turns that into logits. With
 one window the pooling weight is exactly 1, so a function that fits one window

@@ -9,13 +9,13 @@ import io
 import json
 
 import pytest
+from test_loaders import http_dir  # noqa: F401  (the fixture: a local http.server)
 
 from streamguard.config import DataConfig
 from streamguard.data.ingest import ingest
 from streamguard.data.loaders import load
 from streamguard.data.samples import SPLITS, read_split
 from streamguard.errors import UserError
-from test_loaders import http_dir  # noqa: F401  (the fixture: a local http.server)
 
 
 def _func(i: int) -> str:
@@ -108,7 +108,7 @@ def test_zst_without_zstandard_is_one_line(tmp_path, monkeypatch):
         load(tmp_path / "d.jsonl.zst", "auto")
 
 
-def test_gz_by_url_and_from_s3(http_dir, s3_store, tmp_path):
+def test_gz_by_url_and_from_s3(http_dir, s3_store, tmp_path):  # noqa: F811  (the imported fixture)
     root, base = http_dir
     (root / "d.jsonl.gz").write_bytes(gzip.compress(_jsonl(_rows())))
     report = ingest(f"{base}/d.jsonl.gz", str(tmp_path / "u"), DataConfig())

@@ -7,8 +7,15 @@ import torch
 
 from streamguard.config import load_config
 from streamguard.errors import UserError
-from streamguard.models.transformer import (TokenDataset, TransformerClassifier, Windowing, collate_windows, encode,
-                                            load_tokenizer, make_scratch_checkpoint)
+from streamguard.models.transformer import (
+    TokenDataset,
+    TransformerClassifier,
+    Windowing,
+    collate_windows,
+    encode,
+    load_tokenizer,
+    make_scratch_checkpoint,
+)
 
 CODE = ["int add(int a, int b) { return a + b; }",
         "void copy(char *d, const char *s, int n) { for (int i = 0; i < n; i++) d[i] = s[i]; }",
