@@ -109,7 +109,8 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
                         f"{cfg.max_bad_share:.1%} ({reasons}); see {out / 'quarantine.jsonl'}")
     if not samples:
         raise UserError(f"{input_path}: no valid rows")
-    as_read = data_check(samples, windowing.budget)
+    keys: dict = {}
+    as_read = data_check(samples, windowing.budget, keys)
 
     # hygiene: dedup before splitting (published: keep the train copy, drop it from valid/test)
     removed: list[dict] = [{"id": r.data.get("id"), "reason": "not_in_published_split", "source": r.source,
@@ -142,7 +143,7 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         balance[s] = {"safe": counts[s] - pos, "vulnerable": pos,
                       "vulnerable_share": round(pos / counts[s], 4) if counts[s] else None}
     all_kept = [x for s in SPLITS for x in splits[s]]
-    kept_views = data_check(all_kept, windowing.budget)
+    kept_views = data_check(all_kept, windowing.budget, keys)
     warnings = class_warnings(balance) + views.warnings(kept_views, cfg.max_identical_view_share)
     for w in warnings:
         log.warning("ingest %s: %s", input_path, w)
@@ -168,7 +169,7 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         "warnings": warnings,
         "pairs": pairs,
         "leakage": leaks,
-        "lengths": hygiene.length_stats(all_kept, max_tokens),
+        "lengths": hygiene.length_stats(all_kept, max_tokens, [keys[id(s)][3] for s in all_kept]),
         "views": {"windowing": windowing.to_dict(), "token_budget": windowing.budget,
                   "max_identical_view_share": cfg.max_identical_view_share, "as_read": as_read, "kept": kept_views},
         "fingerprint": fingerprint(splits),
@@ -180,10 +181,19 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
     return report
 
 
-def data_check(samples: list[Sample], budget: int) -> list[dict]:
-    """The data check's views that need no tokenizer and no graphs (module docstring)."""
-    lexical = views.lexical_view(samples)
-    estimate = views.lexical_budget_view(samples, budget)
+def data_check(samples: list[Sample], budget: int, cache: dict | None = None) -> list[dict]:
+    """The data check's views that need no tokenizer and no graphs (module docstring). ``cache`` (by sample
+    object): each sample's lexical and estimate keys, computed once for the rows as read and as kept."""
+    cache = {} if cache is None else cache
+    for s in samples:
+        if id(s) not in cache:
+            toks = hygiene.tokens(s.func)
+            cache[id(s)] = (views.digest_tokens(toks), views.digest_tokens(toks[:budget]), len(toks) > budget,
+                            len(toks))
+    rows = [cache[id(s)] for s in samples]
+    lexical = views.View("lexical", [r[0] for r in rows], [False] * len(rows), None, views.LEXICAL_METHOD)
+    estimate = views.View("transformer_estimate", [r[1] for r in rows], [r[2] for r in rows],
+                          "transformer.max_windows", views.estimate_method(budget))
     return [views.view_stats(lexical, samples), views.view_stats(estimate, samples, lexical)]
 
 

@@ -15,8 +15,8 @@ input to that family -- and says whether the family's input is truncated.
 Views (where they are computed):
 
 ``lexical`` (ingest, pre-flight)
-    The whole function in C lexical tokens, comments dropped, whitespace
-    collapsed (``hygiene.normalise``): what no model setting can separate.
+    The whole function in C lexical tokens, comments and layout dropped
+    (``hygiene.tokens``; string literals as written): what no model setting can separate.
 ``transformer`` (pre-flight; the real tokenizer and windows)
     The token ids of the windows the transformer reads (``models.transformer.encode``).
 ``transformer_estimate`` (ingest)
@@ -43,7 +43,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from streamguard.data.hygiene import normalise, tokens
+from streamguard.data.hygiene import tokens
 
 
 @dataclass
@@ -70,9 +70,22 @@ def digest(*parts: Any) -> str:
     return h.hexdigest()[:20]
 
 
+LEXICAL_METHOD = "C lexical tokens, comments and layout dropped"
+
+
+def estimate_method(budget: int) -> str:
+    return (f"first {budget} C lexical tokens (an estimate: subword tokens are usually more, so the exact share, "
+            "in pre-flight, is usually higher)")
+
+
+def digest_tokens(toks: Sequence[str]) -> str:
+    """:func:`digest` of a token list (tokens joined by NUL: no token holds one)."""
+    return digest("\x00".join(toks))
+
+
 def lexical_view(samples: Sequence) -> View:
-    return View("lexical", [digest(normalise(s.func)) for s in samples], [False] * len(samples), None,
-                "C lexical tokens, comments and layout dropped (hygiene.normalise)")
+    return View("lexical", [digest_tokens(tokens(s.func)) for s in samples], [False] * len(samples), None,
+                LEXICAL_METHOD)
 
 
 def lexical_budget_view(samples: Sequence, budget: int, name: str = "transformer_estimate",
@@ -81,10 +94,9 @@ def lexical_budget_view(samples: Sequence, budget: int, name: str = "transformer
     keys, trunc = [], []
     for s in samples:
         toks = tokens(s.func)
-        keys.append(digest(toks[:budget]))
+        keys.append(digest_tokens(toks[:budget]))
         trunc.append(len(toks) > budget)
-    return View(name, keys, trunc, setting, f"first {budget} C lexical tokens (an estimate: subword tokens are "
-                                             "usually more, so the exact share, in pre-flight, is usually higher)")
+    return View(name, keys, trunc, setting, estimate_method(budget))
 
 
 def combine(name: str, *views: View) -> View:
