@@ -3,7 +3,9 @@
 Runs ``pipelines.run_local`` (demo profile, the compiled local pipeline, seeds 42, 2025, 7 unless
 ``--seeds``) on ``../shared/data/debian_pairs.jsonl.gz`` (145 pairs of C functions from 35 Debian
 packages, see the README beside it) with a project-wise split (``data.split_strategy=project``:
-no package in two splits), and prints ``name: value`` lines:
+no package in two splits) and ``train.collapse.single_class_is_collapse=false`` (at chance, a model that
+predicts one class on the 24 validation functions is a result, not a collapse; with the demo profile's
+default the GNN and the transformer stop with exit 3), and prints ``name: value`` lines:
 
 * ``wall_seconds`` (the pipeline) and ``cpu_seconds`` (user + sys of this process and its children);
 * per family (transformer, gnn, fusion): F1, PR-AUC, VD-S and the pair metrics P-C, P-V, P-B, P-R on the
