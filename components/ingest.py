@@ -14,11 +14,13 @@ def ingest(input_uri: str, profile: str, overrides: dict, data_version: str, dat
 
     from streamguard.config import load_config
     from streamguard.data.ingest import ingest as run
+    from streamguard.models.windowing import Windowing
     from streamguard.stage import run_stage
 
     def go():
         cfg = load_config(profile, overrides)
-        return run(input_uri, data.path, cfg.data, max_tokens=cfg.transformer.max_length)
+        return run(input_uri, data.path, cfg.data, max_tokens=cfg.transformer.max_length,
+                   windowing=Windowing.from_config(cfg.transformer))
 
     report = run_stage(go)
     data.metadata.update({"fingerprint": report["fingerprint"], "data_version": data_version,

@@ -46,10 +46,11 @@ def cmd_make_demo_data(args) -> None:
 
 def cmd_ingest(args) -> None:
     from streamguard.data.ingest import ingest
+    from streamguard.models.windowing import Windowing
 
     cfg = _config(args)
     report = ingest(args.input, args.output, cfg.data, fmt=args.format, max_tokens=cfg.transformer.max_length,
-                    store_settings=cfg.store)
+                    store_settings=cfg.store, windowing=Windowing.from_config(cfg.transformer))
     _print({k: report[k] for k in report if k in ("counts", "fingerprint", "bad_rows", "quarantined")})
 
 
@@ -127,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="validate, quarantine bad rows, split train/valid/test",
                        description="Read a dataset, write {train,valid,test}.jsonl, quarantine.jsonl and "
                                    "data_report.json.")
-    p.add_argument("--input", required=True, help="dataset file (path, http(s) URL or s3:// URI)")
+    p.add_argument("--input", required=True,
+                   help="dataset file or directory (path, http(s) URL or s3:// URI; .gz/.zst compressed files too)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--format", default="auto",
                    help="input format: auto (detect), codexglue, devign, bigvul, diversevul, primevul")

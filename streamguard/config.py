@@ -47,6 +47,9 @@ class DataConfig:
     label) | project (no project in two splits) | time (oldest functions train, newest test; needs ``date``)."""
     dedup: bool = True
     """Remove conflicting-label copies, exact and whitespace/comment-normalised duplicates before splitting."""
+    max_identical_view_share: float = 0.05
+    """Data check (ingest's data card, pre-flight): warn when more than this share of vulnerable/fixed pairs are
+    identical inputs to a model family (``streamguard.data.views``); the warning names the setting that helps."""
 
 
 @dataclass
@@ -71,6 +74,20 @@ class TransformerConfig(OptimConfig):
     pretrained: str = "microsoft/codebert-base"
     """HF model id or local path; 'scratch' trains a small RoBERTa + BPE tokenizer on the train split."""
     max_length: int = 512
+    """Encoder positions (the scratch model is built with this many; CodeBERT has 512)."""
+    window: int | None = None
+    """Positions per window, the two special tokens included; None: ``max_length``. The encoder reads every
+    window of a function and a learned attention pooling combines them (``models.transformer``)."""
+    stride: int | None = None
+    """Content tokens from one window's start to the next; None: ``window - 2`` (back to back, no overlap)."""
+    max_windows: int = 24
+    """Windows per function at most; tokens beyond them are dropped (``max_windows x (window - 2)`` content tokens
+    are seen). Cost grows linearly with the windows a function needs (README, "The whole function")."""
+    window_batch: int = 32
+    """Windows the encoder reads in one pass; a batch with more is read in chunks of this many, each under
+    activation checkpointing in training (recomputed in the backward pass: about a third more time for such a
+    batch, activation memory of one chunk instead of all). 0: all windows of a batch in one pass. Memory only:
+    the results are the same."""
     scratch_hidden: int = 128
     scratch_layers: int = 2
     scratch_heads: int = 4

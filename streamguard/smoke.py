@@ -5,13 +5,20 @@ Both ask the family (``streamguard.families``: its ``smoke_batches`` and
 head over the two encoders' embeddings, ``families.fusion.encoder_features``),
 and batches, and hand them to the generic probes in :mod:`streamguard.train.probes`:
 
-* ``smoke_test(family, ...)``: 32 training samples (classes alternating, so both
-  are present) in batches of the configured size, 50 steps at the family's
-  configured learning rate (its ``fallback_lr`` when none is fixed; then 3x and
-  10x that when it does not pass, see ``smoke_test``); passes when
-  the final loss is below 0.5 and at least 70 % below the first
-  (``probes.tiny_overfit``). A family that cannot overfit 32 samples has a bug in
-  the model, its inputs or its labels. For ``fusion`` the two fresh encoders embed
+* ``smoke_test(family, ...)``: 32 training samples in batches of the configured
+  size, 50 steps at the family's configured learning rate (its ``fallback_lr``
+  when none is fixed; then 3x and 10x that when it does not pass, see
+  ``smoke_test``); passes when the final loss is below 0.5 and at least 70 %
+  below the first (``probes.tiny_overfit``, which measures the loss against the
+  batches' labels itself, so a training loss that ignores the labels fails). The
+  probe tests the loop, not the data: :func:`probe_indices` draws samples that are
+  distinct in the family's own view (``Family.views``: the token ids after
+  windowing, the graph after the node cap, both for the fusion), at most one side
+  of a vulnerable/fixed pair, both classes in turn, the cheapest first (fewest
+  windows / nodes) -- so real paired data, where the two sides of a pair may be
+  the same input with opposite labels, does not fail a working loop. The batches'
+  labels must be the drawn samples' targets. A family that cannot overfit these
+  samples has a bug in the model, its inputs, its labels or the loop. For ``fusion`` the two fresh encoders embed
   the samples and the features are standardised per dimension (see
   ``FusionFamily.smoke_batches``) before the head is trained.
 * ``memory_check(family, ...)``: forward + backward of one batch at the
@@ -56,14 +63,30 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _balanced_indices(labels: list[int], n: int) -> list[int]:
-    """The first ``n`` indices taking the classes in turn (so both appear when both exist)."""
-    by_class = {c: [i for i, y in enumerate(labels) if y == c] for c in sorted(set(labels))}
+def probe_indices(samples, view, n: int) -> list[int]:
+    """Up to ``n`` indices of ``samples`` for the tiny overfit: distinct keys in ``view`` (no two drawn samples are
+    the same input to the family), at most one side of each ``pair_id``, the classes taken in turn (both appear
+    when both exist), cheapest first (``view.sizes``, then split order)."""
+    order = sorted(range(len(samples)), key=lambda i: (view.sizes[i] if view.sizes is not None else 0, i))
+    by_class: dict[int, list[int]] = {}
+    for i in order:
+        by_class.setdefault(int(samples[i].target), []).append(i)
     out: list[int] = []
-    while len(out) < min(n, len(labels)):
-        for c in list(by_class):
-            if by_class[c] and len(out) < n:
-                out.append(by_class[c].pop(0))
+    keys: set[str] = set()
+    pairs: set[str] = set()
+    queues = [by_class[c] for c in sorted(by_class)]
+    while len(out) < n and any(queues):
+        for q in queues:
+            while q and len(out) < n:
+                i = q.pop(0)
+                pid = getattr(samples[i], "pair_id", None)
+                if view.keys[i] in keys or (pid and pid in pairs):
+                    continue
+                keys.add(view.keys[i])
+                if pid:
+                    pairs.add(pid)
+                out.append(i)
+                break
     return out
 
 
@@ -102,6 +125,12 @@ class ProbeContext:
                 raise UserError(f"{self.data_dir}/train.jsonl: no training samples")
             self._samples = samples
         return self._samples
+
+    def samples(self, split: str):
+        """The samples of ``split`` (train: :meth:`train_samples`), read once."""
+        if split == "train":
+            return self.train_samples()
+        return self.cached(f"samples:{split}", lambda: read_split(self.data_dir, split))
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:
         """``build()`` the first time ``key`` is asked for, the same object after (a family's model and items)."""
@@ -146,7 +175,18 @@ def smoke_test(family: str, data_dir: str, graphs_dir: str | None, cfg: Config, 
             lr = opt.lr if opt.lr is not None else opt.fallback_lr
         amp_ctx = make_amp(dev, cfg.train.amp)
         samples = ctx.train_samples()
-        model, batches = fam.smoke_batches(ctx, _balanced_indices([s.target for s in samples], n), opt.batch_size)
+        view = fam.views(ctx, "train")
+        indices = probe_indices(samples, view, n)
+        if not indices:
+            raise UserError(f"smoke {family}: no training samples to probe")
+        model, batches = fam.smoke_batches(ctx, indices, opt.batch_size)
+        labels = torch.cat([b["labels"] for b in batches]).tolist()
+        targets = [int(samples[i].target) for i in indices]
+        if labels != targets:
+            return {"passed": False, "first_loss": "n/a", "final_loss": "n/a", "reduction": 0.0, "steps": 0,
+                    "samples": len(labels), "train_losses": [], "lr": lr, "attempts": [], "family": family,
+                    "reason": f"the batches' labels {labels[:8]} are not the samples' targets {targets[:8]}: labels "
+                              "are lost or reordered between the data and the loss"}
         attempts = []
         for m in lr_multipliers or (1.0,):
             with probes.preserved_rng(dev):
@@ -157,9 +197,12 @@ def smoke_test(family: str, data_dir: str, graphs_dir: str | None, cfg: Config, 
                              "passed": res["passed"]})
             if res["passed"]:
                 break
-        labels = torch.cat([b["labels"] for b in batches]).tolist()
+        pair_ids = [samples[i].pair_id for i in indices if samples[i].pair_id]
         res.update(family=family, device=str(dev), precision=amp_ctx.precision, base_lr=lr, attempts=attempts,
-                   labels={str(c): labels.count(c) for c in sorted(set(labels))})
+                   labels={str(c): labels.count(c) for c in sorted(set(labels))},
+                   sampling={"view": view.method, "distinct_views": len({view.keys[i] for i in indices}),
+                             "pairs_with_both_sides": len(pair_ids) - len(set(pair_ids)),
+                             "train_samples": len(samples), "train_views": len(set(view.keys))})
         return res
     finally:
         if own:

@@ -93,15 +93,21 @@ def leakage(splits: dict[str, Sequence[Sample]]) -> dict[str, int]:
     return {f"{a}/{b}": len(keys[a] & keys[b]) for i, a in enumerate(names) for b in names[i + 1:]}
 
 
+def tokens(code: str) -> list[str]:
+    """The C lexical tokens of ``code``, comments dropped."""
+    return _TOKEN.findall(_COMMENT_OR_LITERAL.sub(lambda m: " " if m.group(0)[0] == "/" else m.group(0), code))
+
+
 def count_tokens(code: str) -> int:
-    return len(_TOKEN.findall(_COMMENT_OR_LITERAL.sub(lambda m: " " if m.group(0)[0] == "/" else m.group(0), code)))
+    return len(tokens(code))
 
 
-def length_stats(samples: Sequence[Sample], max_tokens: int) -> dict:
-    """Distribution of C-token counts and the share of functions longer than ``max_tokens``."""
+def length_stats(samples: Sequence[Sample], max_tokens: int, counts: Sequence[int] | None = None) -> dict:
+    """Distribution of C-token counts and the share of functions longer than ``max_tokens`` (``counts``: the
+    samples' token counts when the caller has them)."""
     if not samples:
         return {"n": 0, "max_tokens": max_tokens, "share_truncated": 0.0}
-    n = np.array([count_tokens(s.func) for s in samples])
+    n = np.array(list(counts) if counts is not None else [count_tokens(s.func) for s in samples])
     p = np.percentile(n, [50, 90, 95, 99])
     return {
         "n": int(len(n)), "unit": "C lexical tokens", "max_tokens": int(max_tokens),

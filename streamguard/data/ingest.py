@@ -8,8 +8,16 @@ Writes into ``out_dir``:
 * ``removed.jsonl`` — every valid row that hygiene removed (duplicate, conflicting
   label) or that no published index names, with its reason;
 * ``data_report.json`` (atomic) — counts per split, label balance, bad rows by reason,
-  hygiene counts, leakage, lengths, the data fingerprint, the input;
+  hygiene counts, leakage, lengths, the data check (``views``: per view, the
+  share of pairs whose two sides are identical, of truncated samples and of
+  conflicting samples, for the rows as read and as kept; ``streamguard.data.views``),
+  the data fingerprint, the input;
 * ``data_card.md`` — the same for people.
+
+The data check here has no tokenizer and no graphs: it counts the ``lexical``
+view (what no setting separates) and ``transformer_estimate`` (the windows'
+token budget in C lexical tokens); pre-flight repeats it with the real
+tokenizer and windows and with the graphs (``gnn``, ``fusion``).
 
 Bad rows never crash the run and are never dropped silently. When they exceed
 ``cfg.max_bad_share`` of the rows, ``ingest`` raises :class:`UserError` (one line:
@@ -26,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from streamguard.config import DataConfig, TransformerConfig
-from streamguard.data import hygiene
+from streamguard.data import hygiene, views
 from streamguard.data.loaders import Row, fetch, load, to_sample
 from streamguard.data.samples import SPLITS, Sample, fingerprint, write_samples
 from streamguard.data.splits import make_split
@@ -45,12 +53,19 @@ def _quarantine_record(row: Row, reason: str, detail: str) -> dict:
 
 
 def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
-           max_tokens: int = TransformerConfig.max_length, store_settings: Any = None) -> dict:
-    """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI) into ``out_dir``; returns the report.
+           max_tokens: int = TransformerConfig.max_length, store_settings: Any = None,
+           windowing: Any = None) -> dict:
+    """Ingest ``input_path`` (file/directory path, http(s) URL or s3:// URI; .gz/.zst too) into ``out_dir``;
+    returns the report.
 
     ``max_tokens``: the length report counts functions longer than this (the CLI and the component pass
-    ``transformer.max_length``, the length the transformer truncates at). ``store_settings``: the config's
-    ``store`` section, for an s3:// input (None: defaults and environment)."""
+    ``transformer.max_length``, one window). ``windowing``: the transformer's window settings
+    (``models.windowing.Windowing``; None: the defaults at ``max_tokens``) for the data check's token budget.
+    ``store_settings``: the config's ``store`` section, for an s3:// input (None: defaults and environment)."""
+    if windowing is None:
+        from streamguard.models.windowing import Windowing
+
+        windowing = Windowing(window=max_tokens, stride=max_tokens - 2, max_windows=TransformerConfig.max_windows)
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +109,8 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
                         f"{cfg.max_bad_share:.1%} ({reasons}); see {out / 'quarantine.jsonl'}")
     if not samples:
         raise UserError(f"{input_path}: no valid rows")
+    keys: dict = {}
+    as_read = data_check(samples, windowing.budget, keys)
 
     # hygiene: dedup before splitting (published: keep the train copy, drop it from valid/test)
     removed: list[dict] = [{"id": r.data.get("id"), "reason": "not_in_published_split", "source": r.source,
@@ -125,11 +142,12 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         pos = sum(x.target for x in splits[s])
         balance[s] = {"safe": counts[s] - pos, "vulnerable": pos,
                       "vulnerable_share": round(pos / counts[s], 4) if counts[s] else None}
-    warnings = class_warnings(balance)
+    all_kept = [x for s in SPLITS for x in splits[s]]
+    kept_views = data_check(all_kept, windowing.budget, keys)
+    warnings = class_warnings(balance) + views.warnings(kept_views, cfg.max_identical_view_share)
     for w in warnings:
         log.warning("ingest %s: %s", input_path, w)
     pairs = {s: len({x.pair_id for x in splits[s] if x.pair_id}) for s in SPLITS}
-    all_kept = [x for s in SPLITS for x in splits[s]]
     report = {
         "input": str(input_path),
         "format": loaded.format,
@@ -151,7 +169,9 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
         "warnings": warnings,
         "pairs": pairs,
         "leakage": leaks,
-        "lengths": hygiene.length_stats(all_kept, max_tokens),
+        "lengths": hygiene.length_stats(all_kept, max_tokens, [keys[id(s)][3] for s in all_kept]),
+        "views": {"windowing": windowing.to_dict(), "token_budget": windowing.budget,
+                  "max_identical_view_share": cfg.max_identical_view_share, "as_read": as_read, "kept": kept_views},
         "fingerprint": fingerprint(splits),
     }
     report["seconds"] = round(time.perf_counter() - t0, 3)
@@ -159,6 +179,22 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
     write_bytes_atomic(out / "data_card.md", data_card(report).encode("utf-8"))
     log.info("ingested %s: %s (quarantined %d)", input_path, counts, n_bad)
     return report
+
+
+def data_check(samples: list[Sample], budget: int, cache: dict | None = None) -> list[dict]:
+    """The data check's views that need no tokenizer and no graphs (module docstring). ``cache`` (by sample
+    object): each sample's lexical and estimate keys, computed once for the rows as read and as kept."""
+    cache = {} if cache is None else cache
+    for s in samples:
+        if id(s) not in cache:
+            toks = hygiene.tokens(s.func)
+            cache[id(s)] = (views.digest_tokens(toks), views.digest_tokens(toks[:budget]), len(toks) > budget,
+                            len(toks))
+    rows = [cache[id(s)] for s in samples]
+    lexical = views.View("lexical", [r[0] for r in rows], [False] * len(rows), None, views.LEXICAL_METHOD)
+    estimate = views.View("transformer_estimate", [r[1] for r in rows], [r[2] for r in rows],
+                          "transformer.max_windows", views.estimate_method(budget))
+    return [views.view_stats(lexical, samples), views.view_stats(estimate, samples, lexical)]
 
 
 def class_warnings(balance: dict[str, dict]) -> list[str]:
@@ -223,5 +259,18 @@ def data_card(r: dict) -> str:
                   f"p95 {L['p95']:.0f}, p99 {L['p99']:.0f}, max {L['max']}.",
                   f"Longer than {L['max_tokens']} tokens (truncated by the transformer): {L['n_truncated']} "
                   f"({L['share_truncated']:.1%}; a lower bound — subword tokens are at least as many).", ""]
+    V = r.get("views")
+    if V:
+        lines += ["## What the models see (data check)", "",
+                  f"Per view: vulnerable/fixed pairs whose two sides are identical inputs, samples seen only in part "
+                  f"(beyond the transformer's {V['windowing']['max_windows']} windows of {V['windowing']['window']}: "
+                  f"{V['token_budget']} tokens), samples whose input occurs with both labels. Kept rows:", ""]
+        lines += views.markdown(V["kept"])
+        lex = V["as_read"][0]
+        lines += ["", f"As read, before cleaning: {lex['identical_pairs']} of {lex['pairs']} pairs identical lexically "
+                  f"({lex['identical_pair_share']:.1%}), {V['as_read'][1]['identical_pairs']} in the transformer "
+                  f"estimate. Warnings above data.max_identical_view_share={V['max_identical_view_share']:.0%}. "
+                  "Pre-flight repeats this with the real tokenizer and windows and with the graphs (gnn, fusion).",
+                  ""]
     lines += ["Bad rows are in `quarantine.jsonl`, removed rows in `removed.jsonl`.", ""]
     return "\n".join(lines)

@@ -29,13 +29,23 @@ Every file is read as UTF-8 as editors write it: a UTF-8 byte-order mark (Window
 Notepad, Excel's "CSV UTF-8") is dropped and CRLF line ends are accepted, in JSONL,
 JSON arrays, CSV and the CodeXGLUE index files. A UTF-16 or UTF-32 file (a BOM, or the
 NUL bytes of one without) is refused with one line naming the encoding.
+
+Compressed inputs: a file ending in ``.gz`` (stdlib ``gzip``) or ``.zst`` (the
+``zstandard`` package, when installed; it is not a StreamGuard dependency) -- by
+path, URL or ``s3://``, alone or inside an input directory (``train.jsonl.gz`` …) --
+is decompressed into a temporary directory (streamed, never held in memory) and
+read as the file it holds (``data.jsonl.gz`` as ``data.jsonl``), with every rule
+above; sources in the quarantine and the report keep the compressed name. A
+corrupt archive is one line naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import json
+import os
 import re
 import shutil
 import sys
@@ -130,6 +140,68 @@ def fetch(uri: str, store_settings: Any = None) -> Iterator[Path]:
     if not path.exists():
         raise UserError(f"{uri}: no such file or directory")
     yield path
+
+
+# ----------------------------------------------------------------------------- compression
+
+COMPRESSED = (".gz", ".zst")
+
+
+def compressed(path: Path) -> bool:
+    return path.suffix.lower() in COMPRESSED
+
+
+def _open_compressed(path: Path, source: str):
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")
+    try:
+        import zstandard
+    except ImportError:
+        raise UserError(f"{source}: a .zst file needs the zstandard package (pip install zstandard), "
+                        "or give it as .gz or uncompressed") from None
+    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+
+
+def _decompress(path: Path, dest: Path, source: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _open_compressed(path, source) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except UserError:
+        raise
+    except (OSError, EOFError, ValueError) as e:  # gzip.BadGzipFile is an OSError; zlib/zstd errors too
+        kind = "gzip" if path.suffix.lower() == ".gz" else "zstd"
+        raise UserError(f"{source}: not a readable {kind} file ({type(e).__name__}: {str(e) or 'truncated'})") \
+            from None
+
+
+@contextlib.contextmanager
+def decompressed(path: Path, display: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """``path`` with its compressed files decompressed (see the module docstring), and a map from each
+    decompressed file's path (relative to the input directory; ``""`` for a single file) to its original name."""
+    if path.is_file() and not compressed(path):
+        yield path, {}
+        return
+    if path.is_dir() and not any(compressed(p) for p in path.rglob("*") if p.is_file()):
+        yield path, {}
+        return
+    with tempfile.TemporaryDirectory(prefix="sg-unpack-") as tmp:
+        if path.is_file():
+            dest = Path(tmp) / path.with_suffix("").name
+            _decompress(path, dest, display)
+            yield dest, {"": path.name}
+            return
+        root, names = Path(tmp) / path.name, {}
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            rel = p.relative_to(path)
+            if compressed(p):
+                target = root / rel.with_suffix("")
+                _decompress(p, target, f"{display.rstrip('/')}/{rel.as_posix()}")
+                names[target.relative_to(root).as_posix()] = rel.as_posix()
+            else:
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(p.resolve(), root / rel)
+        yield root, names
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -432,14 +504,28 @@ def _read_index(path: Path, source: str) -> set[str]:
 
 
 def load(path: Path, fmt: str, display: str | None = None) -> Loaded:
-    """Read ``path`` (a file or a directory) in format ``fmt`` (``auto`` detects)."""
+    """Read ``path`` (a file or a directory, compressed files included) in format ``fmt`` (``auto`` detects)."""
     display = display or str(path)
+    with decompressed(Path(path), display) as (local, names):
+        try:
+            return _load(local, fmt, display, names)
+        except UserError as e:
+            if local == Path(path):
+                raise
+            raise UserError(str(e).replace(str(local), display)) from None  # name the input, not the temporary copy
+
+
+def _load(path: Path, fmt: str, display: str, names: dict[str, str]) -> Loaded:
     fmt = resolve_format(fmt, path)
     if not path.is_dir():
         return Loaded(fmt, [display], _read_file(path, display, fmt))
 
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    src = lambda p: f"{display.rstrip('/')}/{p.relative_to(path).as_posix()}"  # noqa: E731
+
+    def src(p: Path) -> str:
+        rel = p.relative_to(path).as_posix()
+        return f"{display.rstrip('/')}/{names.get(rel, rel)}"
+
     index = {p.stem: p for p in files if p.suffix == ".txt" and p.stem in ("train", "valid", "test")}
     ext = {"bigvul": (".csv",), "devign": (".json",)}.get(fmt, (".jsonl", ".json"))
     data_files = [p for p in files if p.suffix.lower() in ext]

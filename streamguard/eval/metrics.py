@@ -9,7 +9,7 @@ fixed FPR, VD-S (FNR at FPR <= 0.5%, PrimeVul) and the pair metrics P-C/P-V/P-B/
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -130,3 +130,55 @@ def curves(y_true, prob, max_points: int = 200) -> dict[str, list[float]]:
         "fpr": fpr[r].tolist(), "tpr": tpr[r].tolist(), "roc_thresholds": thr[r].tolist(),
         "precision": prec[q].tolist(), "recall": rec[q].tolist(),
     }
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *, groups: Sequence | None = None,
+                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Percentile bootstrap interval of ``statistic`` over ``n`` items.
+
+    ``statistic(idx)`` computes the number from the items at ``idx`` (an int array; an item may appear more than
+    once); it is called once with ``arange(n)`` (the point estimate) and ``n_boot`` times with resamples.
+    ``groups`` (one key per item, e.g. ``pair_id``; None: every item its own group): whole groups are resampled
+    (a cluster bootstrap, so both sides of a pair stay together and pair metrics can be computed). A resample
+    whose statistic is NaN (e.g. ROC-AUC of one class) is left out; ``n_valid`` says how many counted.
+    Returns ``value``, ``low``, ``high``, ``level``, ``n_boot``, ``n_valid``. Seeded: the same call, the same
+    interval. For a paired comparison of two models, let ``statistic`` return the difference on the same ``idx``.
+    """
+    if n <= 0:
+        return {"value": float("nan"), "low": float("nan"), "high": float("nan"), "level": level, "n_boot": n_boot,
+                "n_valid": 0}
+    if groups is None:
+        members = [np.array([i]) for i in range(n)]
+    else:
+        by: dict = {}
+        for i, g in enumerate(groups):
+            by.setdefault(("item", i) if g is None else ("group", g), []).append(i)
+        members = [np.array(v) for v in by.values()]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        v = float(statistic(np.concatenate([members[k] for k in pick])))
+        if not math.isnan(v):
+            values.append(v)
+    alpha = (1.0 - level) / 2
+    low, high = (np.quantile(values, [alpha, 1 - alpha]).tolist() if values else [float("nan")] * 2)
+    return {"value": float(statistic(np.arange(n))), "low": float(low), "high": float(high), "level": level,
+            "n_boot": n_boot, "n_valid": len(values)}
+
+
+def resampled_pairs(idx: np.ndarray, labels, preds, pair_ids) -> list[tuple[int, int]]:
+    """(prediction on the vulnerable side, on the fixed side) of each complete pair among the items at ``idx``; a
+    pair drawn k times by the bootstrap counts k times (for :func:`pair_metrics` inside a bootstrap statistic)."""
+    seen: dict = {}
+    out = []
+    for i in idx:
+        pid = pair_ids[i]
+        if pid is None:
+            continue
+        seen.setdefault(pid, []).append(int(i))
+    for items in seen.values():
+        vul = [i for i in items if int(labels[i]) == 1]
+        fix = [i for i in items if int(labels[i]) == 0]
+        out += [(int(preds[v]), int(preds[f])) for v, f in zip(vul, fix)]
+    return out

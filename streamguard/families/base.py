@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from streamguard.config import Config, OptimConfig
+    from streamguard.data.views import View
     from streamguard.smoke import ProbeContext
     from streamguard.storage import ObjectStore
 
@@ -131,6 +132,12 @@ class Family(Protocol):
 
     def load(self, model_dir: str | Path) -> nn.Module:
         """The model ``save`` wrote, on CPU, in eval mode."""
+        ...
+
+    def views(self, ctx: ProbeContext, split: str) -> View:
+        """What the model sees of each sample of ``split`` (in split order): a key per sample (equal keys: identical
+        inputs), whether it is truncated, the setting that shows more, and each sample's cost (the tiny overfit
+        draws distinct, cheap samples; pre-flight's data check counts identical pairs)."""
         ...
 
     def smoke_batches(self, ctx: ProbeContext, indices: list[int], batch_size: int) -> tuple[nn.Module, list[dict]]:

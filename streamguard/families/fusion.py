@@ -87,7 +87,7 @@ def head(cfg, seed: int, transformer_dim: int, gnn_dim: int):
 def probe_features(ctx, indices: list[int]):
     """Both fresh (untrained) encoders' features of the train samples at ``indices``."""
     tmodel, _, ds = transformer.probe_parts(ctx)
-    gmodel, graphs = gnn.probe_parts(ctx)
+    gmodel, graphs, _ = gnn.probe_parts(ctx)
     return encoder_features(tmodel, [ds[i] for i in indices], ds.collate, gmodel, [graphs[i] for i in indices])
 
 
@@ -124,7 +124,7 @@ class FusionFamily:
         data, samples = {}, {}
         for s in SPLITS:
             samples[s] = read_split(run.data_dir, s)
-            tds = TokenDataset([x.func for x in samples[s]], [x.target for x in samples[s]], tok, tmax)
+            tds = TokenDataset([x.func for x in samples[s]], [x.target for x in samples[s]], tok, tmodel.windowing)
             feats = split_features(tmodel, tds, gmodel, graphs[s])
             data[s] = [{"features": f, "labels": x.target} for f, x in zip(feats, samples[s])]
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
@@ -167,6 +167,11 @@ class FusionFamily:
         model = FusionHead(*conf["dims"], hidden=fcfg.hidden, dropout=fcfg.dropout)
         model.load_state_dict(torch.load(Path(model_dir) / "model.pt", map_location="cpu", weights_only=True))
         return model.eval()
+
+    def views(self, ctx, split: str):
+        from streamguard.data.views import combine
+
+        return combine("fusion", transformer.FAMILY.views(ctx, split), gnn.FAMILY.views(ctx, split))
 
     def smoke_batches(self, ctx, indices: list[int], batch_size: int):
         from streamguard.models.fusion import features_collate

@@ -49,19 +49,35 @@ def new_model(cfg, seed: int):
     return GNNClassifier(cfg.gnn)
 
 
+def view(graphs: list, name: str = "gnn"):
+    """The GNN's view of graphs: a key of each graph's ``x``, ``edge_index``, ``edge_type`` (after the node cap)."""
+    import torch
+
+    from streamguard.data.views import View, digest
+
+    def key(g) -> str:
+        return digest(*(g[k].to(torch.long).contiguous().numpy().tobytes() for k in ("x", "edge_index", "edge_type")))
+
+    return View(name, [key(g) for g in graphs], [bool(getattr(g, "truncated", False)) for g in graphs],
+                "gnn.max_nodes", "graph after the node cap (x, edge_index, edge_type)",
+                [int(g.num_nodes) for g in graphs])
+
+
 class ProbeParts(NamedTuple):
     model: Any
     graphs: list
     """The train split's graphs, in train-split order."""
+    splits: dict
+    """Every split's graphs, in split order."""
 
 
 def probe_parts(ctx) -> ProbeParts:
-    """A fresh GNN and the train graphs; built once per ProbeContext."""
+    """A fresh GNN and the graphs; built once per ProbeContext."""
     def build() -> ProbeParts:
         if not ctx.graphs_dir:
             raise UserError("graphs directory: not given (the GNN probes need the output of build-graphs)")
-        graphs = graph_splits(ctx.graphs_dir, ctx.data_dir)["train"]
-        return ProbeParts(new_model(ctx.cfg, ctx.seed), graphs)
+        splits = graph_splits(ctx.graphs_dir, ctx.data_dir)
+        return ProbeParts(new_model(ctx.cfg, ctx.seed), splits["train"], splits)
 
     return ctx.cached("gnn", build)
 
@@ -126,16 +142,19 @@ class GNNFamily:
         model.load_state_dict(torch.load(Path(model_dir) / "model.pt", map_location="cpu", weights_only=True))
         return model.eval()
 
+    def views(self, ctx, split: str):
+        return view(probe_parts(ctx).splits[split])
+
     def smoke_batches(self, ctx, indices: list[int], batch_size: int):
         from streamguard.models.gnn import gnn_collate
 
-        model, graphs = probe_parts(ctx)
+        model, graphs, _ = probe_parts(ctx)
         return model, [gnn_collate([graphs[i] for i in c]) for c in chunks(indices, batch_size)]
 
     def memory_batch(self, ctx, batch_size: int):
         from streamguard.models.gnn import gnn_collate
 
-        model, graphs = probe_parts(ctx)
+        model, graphs, _ = probe_parts(ctx)
         idx = sorted(range(len(graphs)), key=lambda i: -int(graphs[i].num_nodes))[:batch_size]
         batch = gnn_collate([graphs[i] for i in idx])
         return model, batch, {"nodes": int(batch["graph"].num_nodes), "edges": int(batch["graph"].edge_index.shape[1]),

@@ -4,9 +4,13 @@ Model and tokenizer: :mod:`streamguard.models.transformer`. ``transformer.pretra
 is ``scratch`` (a BPE tokenizer trained on the train split and a small fresh
 RoBERTa, written as a checkpoint in the run's work directory), a local
 checkpoint directory, ``store:<prefix>`` (a checkpoint staged in the object
-store) or a Hugging Face hub id. Items are token-id lists; batches are padded
-per batch and bucketed by length. Saved in ``save_pretrained`` form with the
-tokenizer (loadable by ``transformers`` alone).
+store) or a Hugging Face hub id. Items are a function's windows
+(``transformer.window``/``stride``/``max_windows``, :func:`streamguard.models.transformer.encode`);
+a batch holds all windows of its functions, and batches are bucketed by the
+functions' total length (so by window count). Saved in ``save_pretrained`` form
+with the tokenizer (the encoder and head loadable by ``transformers`` alone), the
+window settings in its ``config.json`` and the window pooling in
+``window_pooling.pt``.
 """
 
 from __future__ import annotations
@@ -47,14 +51,31 @@ def checkpoint(cfg, train_texts: list[str], seed: int, workdir: Path, store=None
     return _resolve_pretrained(tc.pretrained, store, workdir / "pretrained")
 
 
-def classifier(ckpt: str | Path, seed: int):
-    """The classifier from ``ckpt``; the classification head of a pretrained encoder is new: seeded."""
+def windowing(cfg):
+    """The configured window settings (``transformer.window``, ``stride``, ``max_windows``)."""
+    from streamguard.models.transformer import Windowing
+
+    return Windowing.from_config(cfg.transformer)
+
+
+def classifier(ckpt: str | Path, seed: int, cfg):
+    """The classifier from ``ckpt`` with the configured windows; a new head (and the window pooling) is seeded."""
     import torch
 
     from streamguard.models.transformer import TransformerClassifier
 
     torch.manual_seed(seed)
-    return TransformerClassifier(ckpt)
+    return TransformerClassifier(ckpt, windowing(cfg), window_batch=cfg.transformer.window_batch)
+
+
+def view(ds, name: str = "transformer"):
+    """The transformer's view of a ``TokenDataset``: a key of each function's window token ids."""
+    from streamguard.data.views import View, digest
+
+    return View(name, [digest(tuple(map(tuple, ws))) for ws in ds.windows],
+                [n > ds.windowing.budget for n in ds.n_tokens],
+                "transformer.max_windows", f"token ids in windows ({ds.windowing.max_windows} x {ds.windowing.window})",
+                [len(ws) for ws in ds.windows])
 
 
 class ProbeParts(NamedTuple):
@@ -72,24 +93,27 @@ def probe_parts(ctx) -> ProbeParts:
         samples = ctx.train_samples()
         texts, max_length = [s.func for s in samples], ctx.cfg.transformer.max_length
         ckpt = checkpoint(ctx.cfg, texts, ctx.seed, ctx.workdir, ctx.store)
-        model = classifier(ckpt, ctx.seed)
+        model = classifier(ckpt, ctx.seed, ctx.cfg)
         tok = load_tokenizer(ckpt, max_length)
-        return ProbeParts(model, tok, TokenDataset(texts, [s.target for s in samples], tok, max_length))
+        return ProbeParts(model, tok, TokenDataset(texts, [s.target for s in samples], tok, model.windowing))
 
     return ctx.cached("transformer", build)
 
 
-def _pad_to(batch: dict, width: int, pad_id: int) -> dict:
-    """Pad a token batch on the right to ``width`` columns (mask 0): the configured sequence length."""
-    import torch
+def split_dataset(ctx, split: str):
+    """A ``TokenDataset`` of ``split`` with the probes' tokenizer and windows (train: the probes' own)."""
+    parts = probe_parts(ctx)
+    if split == "train":
+        return parts.dataset
 
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    extra = width - ids.shape[1]
-    if extra <= 0:
-        return batch
-    ids = torch.cat([ids, torch.full((ids.shape[0], extra), pad_id, dtype=ids.dtype)], dim=1)
-    mask = torch.cat([mask, torch.zeros((mask.shape[0], extra), dtype=mask.dtype)], dim=1)
-    return dict(batch, input_ids=ids, attention_mask=mask)
+    def build():
+        from streamguard.models.transformer import TokenDataset
+
+        samples = ctx.samples(split)
+        return TokenDataset([s.func for s in samples], [s.target for s in samples], parts.tokenizer,
+                            parts.model.windowing)
+
+    return ctx.cached(f"transformer:{split}", build)
 
 
 class TransformerFamily:
@@ -105,19 +129,21 @@ class TransformerFamily:
         from streamguard.models.transformer import TokenDataset, load_tokenizer
 
         tc = run.cfg.transformer
+        win = windowing(run.cfg)
         splits = {s: read_split(run.data_dir, s) for s in SPLITS}
         ckpt = checkpoint(run.cfg, [s.func for s in splits["train"]], run.seed, run.workdir, run.store)
         tok = load_tokenizer(ckpt, tc.max_length)
-        data = {s: TokenDataset([x.func for x in v], [x.target for x in v], tok, tc.max_length)
-                for s, v in splits.items()}
+        data = {s: TokenDataset([x.func for x in v], [x.target for x in v], tok, win) for s, v in splits.items()}
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
                         test_ids=[s.id for s in splits["test"]], test_pair_ids=[s.pair_id for s in splits["test"]],
-                        lengths=[len(ids) for ids in data["train"].input_ids],
-                        metadata={"truncated_at_max_length": {s: d.truncated for s, d in data.items()}},
+                        lengths=data["train"].lengths,
+                        metadata={"windowing": win.to_dict(),
+                                  "windows": {s: sum(len(w) for w in d.windows) for s, d in data.items()},
+                                  "truncated_beyond_windows": {s: d.truncated for s, d in data.items()}},
                         parts={"checkpoint": ckpt, "tokenizer": tok})
 
     def build(self, run: RunContext, data: Datasets):
-        return classifier(data.parts["checkpoint"], run.seed)
+        return classifier(data.parts["checkpoint"], run.seed, run.cfg)
 
     def collate(self, data: Datasets):
         return data.train.collate
@@ -133,25 +159,48 @@ class TransformerFamily:
         model.save(model_dir, data.parts["tokenizer"])
 
     def card_extra(self, run: RunContext) -> dict[str, Any]:
-        return {"pretrained": run.cfg.transformer.pretrained, "max_length": run.cfg.transformer.max_length}
+        return {"pretrained": run.cfg.transformer.pretrained, "max_length": run.cfg.transformer.max_length,
+                "windowing": windowing(run.cfg).to_dict()}
 
     def load(self, model_dir: str | Path):
+        from streamguard.config import TransformerConfig
         from streamguard.models.transformer import TransformerClassifier
 
-        return TransformerClassifier(model_dir).eval()
+        return TransformerClassifier(model_dir, window_batch=TransformerConfig.window_batch).eval()
+
+    def views(self, ctx, split: str):
+        return view(split_dataset(ctx, split))
 
     def smoke_batches(self, ctx, indices: list[int], batch_size: int):
         model, _, ds = probe_parts(ctx)
         return model, [ds.collate([ds[i] for i in c]) for c in chunks(indices, batch_size)]
 
     def memory_batch(self, ctx, batch_size: int):
+        """The ``batch_size`` functions with the most windows, every window padded to the full window.
+
+        With ``transformer.window_batch`` set, a training step holds the activations of one encoder pass (the
+        other passes are checkpointed and recomputed one at a time in the backward pass): the batch is then cut
+        to its first ``window_batch`` windows -- the same peak, without the time of the other passes."""
+        from streamguard.models.transformer import collate_windows
+
         model, _, ds = probe_parts(ctx)
-        max_len = ctx.cfg.transformer.max_length
-        lengths = [len(ids) for ids in ds.input_ids]
+        win = model.windowing
+        lengths = ds.lengths
         idx = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:batch_size]
-        batch = _pad_to(ds.collate([ds[i] for i in idx]), max_len, ds.pad_id)
-        return model, batch, {"seq_len": int(batch["input_ids"].shape[1]), "max_length": max_len,
-                              "longest_tokens": max(lengths), "batch_items": len(idx)}
+        items, windows = [ds[i] for i in idx], sum(len(ds.windows[i]) for i in idx)
+        if model.window_batch > 0:
+            keep, left = [], model.window_batch
+            for it in items:
+                if left <= 0:
+                    break
+                keep.append(dict(it, windows=it["windows"][:left]))
+                left -= len(keep[-1]["windows"])
+            items = keep
+        batch = collate_windows(items, ds.pad_id, width=win.window)
+        return model, batch, {"seq_len": int(batch["input_ids"].shape[1]), "windows": int(batch["input_ids"].shape[0]),
+                              "batch_windows": windows, "window_batch": model.window_batch,
+                              "max_windows": win.max_windows, "max_length": ctx.cfg.transformer.max_length,
+                              "longest_tokens": max(ds.n_tokens), "batch_items": len(idx)}
 
 
 FAMILY = TransformerFamily()

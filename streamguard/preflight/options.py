@@ -34,7 +34,7 @@ class PreflightOptions:
     smoke_steps: int = 50
     smoke_samples: int = 32
     truncation_warn_share: float = 0.1
-    """The data check warns when more than this share of functions exceed ``transformer.max_length``."""
+    """The data check warns when more than this share of functions have tokens beyond the transformer's windows."""
     node_selector: Mapping[str, str] | None = None
     """The GPU pool's labels; None: ``$STREAMGUARD_GPU_NODE_SELECTOR``, else any node with a GPU."""
     namespace: str | None = None

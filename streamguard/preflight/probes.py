@@ -34,7 +34,9 @@ def check_memory(family: str, ctx, *, limit_share: float = 0.9, total_bytes: int
 
     r = memory_check(family, ctx.data_dir, ctx.graphs_dir, ctx.cfg, context=ctx, limit_share=limit_share,
                      total_bytes=total_bytes)
-    shape = (f"batch {r['batch_items']} x {r['seq_len']} tokens" if "seq_len" in r else
+    shape = (f"batch {r['batch_items']} functions, {r['windows']} window(s) x {r['seq_len']} tokens"
+             + (f" of {r['batch_windows']}, one encoder pass" if r.get("batch_windows", 0) > r["windows"] else "")
+             if "windows" in r else f"batch {r['batch_items']} x {r['seq_len']} tokens" if "seq_len" in r else
              f"batch {r['batch_items']} graphs, {r['nodes']} nodes" if "nodes" in r else f"batch {r['batch_items']}")
     share = r.get("share")
     used = (f"{(r['peak_bytes'] + r['optimizer_state_bytes']) / 2**20:.0f} MiB of {r['total_bytes'] / 2**20:.0f} MiB "

@@ -8,8 +8,11 @@ gradients, train/eval mode) nor the global RNG streams.
   samples, 50 steps) with the training step (``step.train_step``: AMP scaler,
   unscale, clip) and optimizer (``step.make_optimizer``) and passes when the
   final loss is below ``max_final_loss`` (0.5) and at least ``min_reduction``
-  (70 %) below the first. Losses are measured in eval mode over all the
-  batches, before and after training.
+  (70 %) below the first. Those losses are the probe's own reference -- plain
+  cross-entropy of ``model(batch)`` against ``batch["labels"]``, in eval mode
+  over all the batches, before and after training -- not the training loss, so
+  a training loss that ignores the labels fails. A model with frozen parameters
+  (``requires_grad`` off: a frozen head) or whose weights do not move fails too.
 * ``memory_test`` runs forward + the training step's backward and clip on one
   batch at the configured batch size and sequence length (with an optimizer
   that does not move the weights) and compares the peak memory, plus an estimate of
@@ -63,16 +66,24 @@ def _loss_value(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def reference_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The probe's yardstick: unweighted cross-entropy of ``model(batch)`` against ``batch["labels"]``."""
+    return torch.nn.functional.cross_entropy(model(batch).float(), batch["labels"])
+
+
 @torch.no_grad()
-def _mean_loss(model: nn.Module, batches: list[dict], loss: Callable, amp_ctx: Any) -> float:
+def _mean_loss(model: nn.Module, batches: list[dict], amp_ctx: Any) -> tuple[float, float]:
+    """Mean reference loss and accuracy over ``batches`` (eval mode)."""
     model.eval()
-    total, n = 0.0, 0
+    total, n, right, items = 0.0, 0, 0, 0
     for b in batches:
         with amp_mod.autocast(amp_ctx):
-            v = float(_loss_value(loss(model, b)).detach())
-        total += v
+            logits = model(b).float()
+        total += float(torch.nn.functional.cross_entropy(logits, b["labels"]))
         n += 1
-    return total / max(n, 1)
+        right += int((logits.argmax(-1) == b["labels"]).sum())
+        items += int(b["labels"].numel())
+    return total / max(n, 1), right / max(items, 1)
 
 
 def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: float = 1e-3,
@@ -82,9 +93,11 @@ def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: 
                  min_reduction: float = 0.7) -> dict[str, Any]:
     """Train a deep copy of ``model`` for ``steps`` steps cycling over ``batches``; did the loss collapse to ~0?
 
-    Returns ``first_loss``, ``final_loss``, ``reduction`` (1 - final/first),
-    ``steps``, ``passed``, ``seconds``, plus ``lr``, ``batches``, ``samples``,
-    ``train_losses`` (per step) and ``reason`` (why it failed; None when passed).
+    ``loss(model, batch)`` is the training loss (default: the engine's ``loss_fn``); pass/fail is judged on
+    :func:`reference_loss`. Returns ``first_loss``, ``final_loss``, ``reduction`` (1 - final/first),
+    ``accuracy`` (after training), ``steps``, ``passed``, ``seconds``, plus ``lr``, ``batches``, ``samples``,
+    ``train_losses`` (per step, the training loss), ``frozen`` (names of parameters with ``requires_grad``
+    off), ``weights_changed`` and ``reason`` (why it failed; None when passed).
     ``make_optimizer(params, lr)`` defaults to the training optimizer (``step.make_optimizer``) without
     weight decay. Each step is ``step.train_step`` with a grad scaler for ``amp_ctx`` and ``max_norm``.
     """
@@ -92,32 +105,43 @@ def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: 
     if not batches:
         raise ValueError("tiny_overfit: no batches")
     dev = torch.device(device)
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     with preserved_rng(dev):
         m = copy.deepcopy(model).to(dev)
         data = [move_to(b, dev) for b in batches]
         params = [p for p in m.parameters() if p.requires_grad]
+        before = [p.detach().clone() for p in params]
         for p in params:
             p.grad = None
-        opt = (make_optimizer or default_optimizer)(params, lr)
-        scaler = amp_mod.make_scaler(amp_ctx)
-        first = _mean_loss(m, data, loss, amp_ctx)
+        first, _ = _mean_loss(m, data, amp_ctx)
         train_losses: list[float] = []
-        m.train()
-        for i in range(steps):
-            opt.zero_grad(set_to_none=True)
-            with amp_mod.autocast(amp_ctx):
-                value = _loss_value(loss(m, data[i % len(data)]))
-            train_losses.append(float(value.detach()))
-            if not math.isfinite(train_losses[-1]):
-                break
-            train_step(value, opt, scaler, params, max_norm)
-        final = _mean_loss(m, data, loss, amp_ctx)
-        del m, opt
-    finite = math.isfinite(first) and math.isfinite(final)
+        if params:
+            opt = (make_optimizer or default_optimizer)(params, lr)
+            scaler = amp_mod.make_scaler(amp_ctx)
+            m.train()
+            for i in range(steps):
+                opt.zero_grad(set_to_none=True)
+                with amp_mod.autocast(amp_ctx):
+                    value = _loss_value(loss(m, data[i % len(data)]))
+                train_losses.append(float(value.detach()))
+                if not math.isfinite(train_losses[-1]):
+                    break
+                train_step(value, opt, scaler, params, max_norm)
+            del opt
+        final, accuracy = _mean_loss(m, data, amp_ctx)
+        changed = any(not torch.equal(b, p.detach()) for b, p in zip(before, params))
+        del m, before
+    finite = math.isfinite(first) and math.isfinite(final) and all(math.isfinite(x) for x in train_losses)
     reduction = 1.0 - final / first if finite and first > 0 else 0.0
     reasons = []
+    if frozen:
+        reasons.append(f"{len(frozen)} parameter tensor(s) frozen (requires_grad off), e.g. {frozen[0]}")
+    if not changed:
+        reasons.append("the weights did not change" + (" (no trainable parameters)" if not params else ""))
     if not finite:
-        reasons.append(f"non-finite loss (first {first}, final {final})")
+        bad = next((x for x in train_losses if not math.isfinite(x)), None)
+        reasons.append(f"non-finite loss (first {first}, final {final}" + (f", training loss {bad})" if bad is not None
+                                                                              else ")"))
     else:
         if not final < max_final_loss:
             reasons.append(f"final loss {final:.4g} >= {max_final_loss}")
@@ -127,7 +151,8 @@ def tiny_overfit(model: nn.Module, batches: list[dict], *, steps: int = 50, lr: 
     result = {
         "first_loss": first if math.isfinite(first) else str(first),
         "final_loss": final if math.isfinite(final) else str(final),
-        "reduction": reduction, "steps": steps, "passed": passed, "seconds": round(time.time() - t0, 3),
+        "reduction": reduction, "accuracy": accuracy, "steps": steps, "passed": passed,
+        "seconds": round(time.time() - t0, 3), "frozen": frozen[:20], "weights_changed": changed,
         "lr": lr, "batches": len(batches), "samples": sum(_batch_size(b) or 0 for b in batches),
         "train_losses": [x if math.isfinite(x) else str(x) for x in train_losses],
         "reason": "; ".join(reasons) or None,

@@ -225,10 +225,56 @@ def test_data_check_fails_on_a_single_class_and_warns_on_extreme_balance(data_co
 def test_data_check_warns_when_many_functions_are_truncated_estimate_without_tokenizer(tiny):
     data, graphs, cfg = tiny
     r = pf.check_data(str(data), None, 16)
-    assert r.status == "warn" and "longer than max_length 16 (estimate)" in r.message
-    assert r.values["truncation"]["share"] > 0.9 and "lower bound" in r.values["truncation"]["method"]
+    assert r.status == "warn" and "longer than the transformer's 1 window(s) of 16 (14 tokens, estimate)" in r.message
+    assert "raise transformer.max_windows" in r.message
+    assert r.values["truncation"]["share"] > 0.9 and "C lexical tokens" in r.values["truncation"]["method"]
     r = pf.check_data(str(data), None, 16, tokenizer_fn=lambda: 1 / 0)  # a tokenizer that cannot load: estimate
     assert r.status == "warn" and "tokenizer unavailable: ZeroDivisionError" in r.values["truncation"]["method"]
+
+
+def test_data_check_counts_what_each_family_sees_in_the_gate(tiny, tmp_path):
+    data, graphs, cfg = tiny
+    js, md = str(tmp_path / "r.json"), str(tmp_path / "r.md")
+    report = pf.preflight(str(data), str(graphs), cfg, js, md, options=pf.PreflightOptions(checks=["data"]))
+    check = next(c for c in report["checks"] if c["name"] == "data")
+    stats = {st["view"]: st for st in check["values"]["views"]["stats"]}
+    assert set(stats) == {"lexical", "transformer", "gnn", "fusion"} and check["values"]["views"]["skipped"] == {}
+    n = sum(check["values"][f"{s}_size"] for s in ("train", "valid", "test"))
+    assert all(st["samples"] == n for st in stats.values())
+    assert stats["transformer"]["setting"] == "transformer.max_windows" and stats["gnn"]["setting"] == "gnn.max_nodes"
+    both = min(stats["transformer"]["identical_pairs"], stats["gnn"]["identical_pairs"])
+    assert stats["fusion"]["identical_pairs"] <= both
+    assert stats["lexical"]["pairs"] == 0 and "identical pairs" not in check["message"]  # the demo has no pairs
+
+
+def test_data_check_warns_when_pairs_are_identical_in_a_familys_view(tmp_path):
+    """Pairs that differ only past the first window: identical transformer inputs; the warning names the fix."""
+    from streamguard.data.ingest import ingest
+
+    body = "".join(f"    v = v * {k} + 1;\n" for k in range(30))
+    rows = []
+    for i in range(20):
+        for t, tail in ((1, "buf[v] = 0;"), (0, "if (v < n) buf[v] = 0;")):
+            rows.append({"idx": f"{i}-{t}", "func": f"int f{i}(int v) {{\n{body}    {tail}\n}}\n", "target": t,
+                         "pair_id": f"p{i}"})
+    (tmp_path / "raw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config("test", sets=["transformer.max_windows=1", "data.split_fractions=[0.6,0.2,0.2]"])
+    ingest(str(tmp_path / "raw.jsonl"), str(tmp_path / "data"), cfg.data)
+    report = pf.preflight(str(tmp_path / "data"), None, cfg, str(tmp_path / "r.json"), str(tmp_path / "r.md"),
+                          options=pf.PreflightOptions(checks=["data"]))
+    check = report["checks"][0]
+    stats = {st["view"]: st for st in check["values"]["views"]["stats"]}
+    assert stats["lexical"]["identical_pairs"] == 0 and stats["transformer"]["identical_pair_share"] == 1.0
+    assert stats["transformer"]["conflicting_share"] == 1.0 and stats["transformer"]["truncated_share"] == 1.0
+    assert check["status"] == "warn" and "raise transformer.max_windows (only 0 of them are identical lexically)" \
+        in check["message"]
+    assert "identical pairs per view: lexical 0/20, transformer 20/20" in check["message"]
+    assert set(check["values"]["views"]["skipped"]) == {"gnn", "fusion"}  # no graphs given
+    wide = load_config("test", sets=["transformer.max_windows=8", "data.split_fractions=[0.6,0.2,0.2]"])
+    report = pf.preflight(str(tmp_path / "data"), None, wide, str(tmp_path / "r.json"), str(tmp_path / "r.md"),
+                          options=pf.PreflightOptions(checks=["data"]))
+    stats = {st["view"]: st for st in report["checks"][0]["values"]["views"]["stats"]}
+    assert stats["transformer"]["identical_pairs"] == 0 and stats["transformer"]["truncated"] == 0
 
 
 # ------------------------------------------------------------------ object store

@@ -78,10 +78,22 @@ def test_memory_check_uses_the_configured_batch_size_and_sequence_length(tiny, c
     data, graphs, cfg = tiny
     res = memory_check("transformer", data, graphs, cfg, context=ctx)
     assert res["passed"], res["reason"]
-    assert res["seq_len"] == cfg.transformer.max_length
-    assert res["batch_items"] == res["batch_size"] == cfg.transformer.batch_size
+    assert res["seq_len"] == cfg.transformer.max_length  # every window padded to the full window
+    assert res["batch_items"] == cfg.transformer.batch_size  # the longest functions, as many as a batch holds ...
+    assert res["batch_windows"] > res["windows"] == cfg.transformer.window_batch  # ... read one encoder pass at a time
     assert res["peak_bytes"] > 0 and 0 < res["share"] < 0.9 and res["device"] == "cpu"
     json.dumps(res, allow_nan=False)
+
+
+def test_memory_check_without_window_passes_takes_every_window_of_the_batch(tiny):
+    from streamguard.config import load_config
+
+    data, graphs, _ = tiny
+    cfg = load_config("test", sets=["transformer.window_batch=0"])
+    res = memory_check("transformer", data, graphs, cfg)
+    assert res["passed"], res["reason"]
+    assert res["windows"] == res["batch_windows"] > cfg.transformer.batch_size
+    assert res["batch_items"] == res["batch_size"] == cfg.transformer.batch_size
 
 
 def test_memory_check_takes_the_largest_graphs(tiny, ctx):

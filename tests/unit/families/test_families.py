@@ -106,7 +106,7 @@ def test_fusion_features_are_both_encoders_embeddings_and_leave_their_modes_alon
     data, graphs, cfg = tiny_data
     with ProbeContext(str(data), str(graphs), cfg) as ctx:
         tmodel, _, ds = families.transformer.probe_parts(ctx)
-        gmodel, train_graphs = families.gnn.probe_parts(ctx)
+        gmodel, train_graphs, _ = families.gnn.probe_parts(ctx)
         tmodel.train()
         gmodel.train()
         idx = [0, 3, 5, 8, 13]

@@ -90,6 +90,13 @@ class ToyFamily:
         model.load_state_dict(torch.load(Path(model_dir) / "model.pt", map_location="cpu", weights_only=True))
         return model.eval()
 
+    def views(self, ctx, split):
+        from streamguard.data.views import View, digest
+
+        samples = ctx.samples(split)
+        return View("toy", [digest(featurize(s.func).numpy().tobytes()) for s in samples], [False] * len(samples),
+                    None, "byte histogram")
+
     def smoke_batches(self, ctx, indices, batch_size):
         items = items_of([ctx.train_samples()[i] for i in indices])
         return _model(ctx.seed), [collate(c) for c in chunks(items, batch_size)]
