@@ -7,18 +7,32 @@ fusion features are made -- the probes use it too, on fresh encoders) and
 trains :class:`~streamguard.models.fusion.FusionHead` on the concatenation.
 Saved as ``model.pt`` + ``config.json`` (the ``fusion`` config and the feature
 dims).
+
+Featurisation (:func:`fused_items`): the two encoders' predictors featurise the
+functions their own way (tokens; graphs from the shards or built on the fly) and
+:func:`encoder_features` embeds them; training and inference both go through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from streamguard.data.samples import SPLITS, read_split
 from streamguard.errors import UserError
 from streamguard.families import gnn, transformer
-from streamguard.families.base import GRAPHS, Datasets, Input, RunContext, chunks
+from streamguard.families.base import (
+    GRAPHS,
+    Datasets,
+    Featurised,
+    Functions,
+    Input,
+    Predictor,
+    RunContext,
+    chunks,
+    read_card,
+)
 from streamguard.jsonio import read_json, write_json_atomic
 
 EMBED_BATCH = 64
@@ -28,7 +42,10 @@ EMBED_BATCH = 64
 def _embed(model, items: list, collate, batch_size: int):
     import torch
 
-    out = [model.embed(collate(c)).float() for c in chunks(items, batch_size)]
+    from streamguard.train.interface import move_to
+
+    device = next(model.parameters()).device
+    out = [model.embed(move_to(collate(c), device)).float().cpu() for c in chunks(items, batch_size)]
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -55,6 +72,16 @@ def encoder_features(tmodel, token_items: list, token_collate, gmodel, graphs: l
         for m, training in modes:
             m.training = training
     return torch.cat([t, g], dim=1)
+
+
+def fused_items(encoders: Mapping[str, Predictor], fns: Functions) -> list[dict]:
+    """The fusion's items for ``fns``: ``{"features": [d_t + d_g], "labels"}``, the transformer's and the GNN's
+    embeddings (:func:`encoder_features`) of each function as those families featurise it."""
+    t = encoders["transformer"].featurise(fns)
+    g = encoders["gnn"].featurise(fns)
+    feats = encoder_features(encoders["transformer"].model, [t.items[i] for i in range(len(t.items))], t.collate,
+                             encoders["gnn"].model, list(g.items))
+    return [{"features": f, "labels": x.target} for f, x in zip(feats, fns.samples)]
 
 
 def head(cfg, seed: int, transformer_dim: int, gnn_dim: int):
@@ -95,24 +122,17 @@ class FusionFamily:
                                     "models from another dataset")
 
     def datasets(self, run: RunContext) -> Datasets:
-        from streamguard.models.transformer import TokenDataset, load_tokenizer
+        from streamguard.families import get
 
         self._check_encoders(run)
-        tdir, gdir = run.inputs["transformer"], run.inputs["gnn"]
-        tmax = read_json(Path(tdir) / "model_card.json").get("max_length", run.cfg.transformer.max_length)
-        tok = load_tokenizer(tdir, tmax)
-        tmodel = transformer.FAMILY.load(tdir)
-        gmodel = gnn.FAMILY.load(gdir)
-        graphs = gnn.graph_splits(run.inputs["graphs"], run.data_dir)
-        data, samples = {}, {}
-        for s in SPLITS:
-            samples[s] = read_split(run.data_dir, s)
-            tds = TokenDataset([x.func for x in samples[s]], [x.target for x in samples[s]], tok, tmax)
-            feats = encoder_features(tmodel, [tds[i] for i in range(len(tds))], tds.collate, gmodel, graphs[s])
-            data[s] = [{"features": f, "labels": x.target} for f, x in zip(feats, samples[s])]
+        encoders = {name: get(name).predictor(run.inputs[name], {}) for name in self.requires}
+        gnn.shard_settings(run.inputs["graphs"])
+        samples = {s: read_split(run.data_dir, s) for s in SPLITS}
+        graphs = gnn.graph_splits(run.inputs["graphs"], run.data_dir, samples)
+        data = {s: fused_items(encoders, Functions(samples[s], given={gnn.NAME: graphs[s]})) for s in SPLITS}
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
                         test_ids=[x.id for x in samples["test"]], test_pair_ids=[x.pair_id for x in samples["test"]],
-                        parts={"transformer_dim": tmodel.hidden_size})
+                        parts={"transformer_dim": encoders["transformer"].model.hidden_size})
 
     def build(self, run: RunContext, data: Datasets):
         tdim = data.parts["transformer_dim"]
@@ -150,6 +170,27 @@ class FusionFamily:
         model = FusionHead(*conf["dims"], hidden=fcfg.hidden, dropout=fcfg.dropout)
         model.load_state_dict(torch.load(Path(model_dir) / "model.pt", map_location="cpu", weights_only=True))
         return model.eval()
+
+    def predictor(self, model_dir: str | Path, requires: Mapping[str, Predictor]) -> Predictor:
+        from streamguard.models.fusion import features_collate
+
+        card = read_card(model_dir)
+        encoders = {name: requires[name] for name in self.requires}
+        for name, p in encoders.items():
+            if p.card.get("data_fingerprint") != card.get("data_fingerprint"):
+                raise UserError(f"{Path(model_dir) / 'model_card.json'}: data_fingerprint "
+                                f"{card.get('data_fingerprint')!r} differs from its {name}'s "
+                                f"{p.card.get('data_fingerprint')!r}: encoders from another training run")
+        model = self.load(model_dir)
+        dims = (encoders["transformer"].model.hidden_size, int(encoders["gnn"].model.cfg.hidden))
+        if tuple(model.dims) != dims:
+            raise UserError(f"{Path(model_dir) / 'config.json'}: dims {list(model.dims)} do not match its encoders' "
+                            f"embeddings {list(dims)}")
+
+        def featurise(fns: Functions) -> Featurised:
+            return fns.memo(self.name, lambda: Featurised(fused_items(encoders, fns), features_collate))
+
+        return Predictor(self.name, model, featurise, card, {"dims": list(dims)})
 
     def smoke_batches(self, ctx, indices: list[int], batch_size: int):
         from streamguard.models.fusion import features_collate
