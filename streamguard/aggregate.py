@@ -19,7 +19,7 @@ import numpy as np
 
 from streamguard import __version__
 from streamguard.errors import UserError
-from streamguard.eval.metrics import compute_metrics, curves, pair_metrics
+from streamguard.eval.metrics import all_metrics, curves
 from streamguard.eval.predictions import read_predictions
 from streamguard.jsonio import read_json, write_json_atomic
 
@@ -30,15 +30,6 @@ HEADLINE = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "brier
 PAIR_KEYS = ("pair_correct", "pair_vulnerable", "pair_benign", "pair_reversed")
 
 
-def pairs_from_predictions(labels: np.ndarray, preds: np.ndarray, pair_ids: list) -> list[tuple[int, int]]:
-    """(prediction on the vulnerable version, prediction on the fixed version) for each complete pair."""
-    by_pair: dict[str, dict[int, int]] = {}
-    for y, pred, pid in zip(labels, preds, pair_ids):
-        if pid is not None:
-            by_pair.setdefault(str(pid), {})[int(y)] = int(pred)
-    return [(v[1], v[0]) for v in by_pair.values() if 0 in v and 1 in v]
-
-
 def load_result(result_dir: str | Path) -> dict[str, Any]:
     d = Path(result_dir)
     for name in ("model_card.json", "training_metadata.json", "predictions.jsonl"):
@@ -47,10 +38,7 @@ def load_result(result_dir: str | Path) -> dict[str, Any]:
     card = read_json(d / "model_card.json")
     meta = read_json(d / "training_metadata.json")
     ids, y, p, pair_ids = read_predictions(d / "predictions.jsonl")
-    metrics = compute_metrics(y, p, card["threshold"])
-    pairs = pairs_from_predictions(y, (p >= card["threshold"]).astype(int), pair_ids)
-    if pairs:
-        metrics.update(pair_metrics(pairs))
+    metrics = all_metrics(y, p, card["threshold"], pair_ids)
     return {"dir": str(d), "family": card["family"], "seed": int(card["seed"]), "card": card, "metadata": meta,
             "ids": ids, "labels": y, "probs": p, "metrics": metrics, "curves": curves(y, p)}
 
