@@ -88,7 +88,7 @@ def cmd_train(args) -> None:
 def cmd_aggregate(args) -> None:
     from streamguard.aggregate import aggregate
 
-    summary = aggregate(args.results, args.output)
+    summary = aggregate(args.results, args.output, external_dir=args.external or None)
     for fam, m in summary["models"].items():
         print(f"{fam:12s} test F1 {m['mean']['f1']:.4f} ± {m['std']['f1']:.4f} "
               f"({m['n_seeds']} seeds, best {m['best_seed']})")
@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("aggregate", help="mean ± std over seeds: production_summary.json and reports",
                        description="Recompute metrics from each result's predictions and aggregate over seeds.")
     p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--external", default="", metavar="DIR",
+                   help="external evaluations (the pipeline's evaluate step output): external.<name>")
     p.add_argument("results", nargs="+", help="result directories from the train-* commands")
     p.set_defaults(fn=cmd_aggregate)
     return ap
