@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pipelines.compile import DEFAULT_OUTPUT
 
-
 EXAMPLE_C = Path(__file__).resolve().parent.parent / "examples" / "c"
 """A few hand-written C functions (one a classic overflow) that the demo scans with its best bundle."""
 

@@ -162,7 +162,10 @@ def changed_lines(files: Sequence[Path], rev: str) -> dict[Path, list[tuple[int,
     whole file is new (untracked). Files without changes are absent."""
     start = files[0].resolve()
     top = Path(_git(start if start.is_dir() else start.parent, "rev-parse", "--show-toplevel").strip())
-    _git(top, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    try:
+        _git(top, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except UserError:
+        raise UserError(f"--changed-since {rev!r}: not a commit of the git work tree {top}") from None
     out: dict[Path, list[tuple[int, int]] | None] = {}
     current: Path | None = None
     for line in _git(top, "diff", "--unified=0", "--no-color", "--no-ext-diff", "--no-renames", rev, "--").splitlines():
@@ -185,10 +188,13 @@ def changed_lines(files: Sequence[Path], rev: str) -> dict[Path, list[tuple[int,
 
 
 def _uri(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return path.resolve().as_uri()
+    """``path`` relative to ``root`` (a symlink named as itself, not as its target), else its file URI."""
+    for p, r in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))), (path.resolve(), root.resolve())):
+        try:
+            return p.relative_to(r).as_posix()
+        except ValueError:
+            continue
+    return Path(os.path.abspath(path)).as_uri()
 
 
 def scan(paths: Sequence[str | os.PathLike], bundle: str | Bundle, out_dir: str | os.PathLike | None = None, *,
@@ -208,7 +214,7 @@ def scan(paths: Sequence[str | os.PathLike], bundle: str | Bundle, out_dir: str 
     t0 = time.perf_counter()
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, store_settings)
     thr = float(b.thresholds[b.head] if threshold is None else threshold)
-    base = Path(root or os.getcwd()).resolve()
+    base = Path(os.path.abspath(root or os.getcwd()))
     files = c_files(paths)
     changed = changed_lines(files, changed_since) if changed_since else None
     functions: list[CFunction] = []

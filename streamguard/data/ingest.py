@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from streamguard.config import DataConfig, TransformerConfig
 from streamguard.data import hygiene
-from streamguard.data.loaders import Row, fetch, load, to_sample
+from streamguard.data.loaders import Row, fetch, is_missing, load, to_sample
 from streamguard.data.samples import SPLITS, Sample, fingerprint, write_samples
 from streamguard.data.splits import make_split
 from streamguard.errors import UserError
@@ -65,7 +65,7 @@ def valid_rows(rows: list[Row], max_func_bytes: int, require_target: bool = True
             out.quarantine.append(_quarantine_record(row, *row.error))
             continue
         data, labelled = row.data, True
-        if not require_target and data.get("target") is None:
+        if not require_target and is_missing(data.get("target")):
             data, labelled = {**data, "target": 0}, False
         res = to_sample(data, max_func_bytes)
         if isinstance(res, tuple):
