@@ -203,26 +203,24 @@ class Bundle:
               desc: str = "score") -> dict[str, Any]:
         """Vulnerable-class probability of every sample (numpy array, in order) by every family of the bundle.
 
-        Functions are featurised and scored ``batch_size`` at a time; a family's items for a batch are made
-        once and shared (the GNN's graphs serve the fusion too). A progress bar counts functions.
+        Functions are featurised and scored ``batch_size`` at a time, shortest first; a family's items and
+        embeddings for a batch are made once and shared (the GNN's graphs and both encoders' embeddings serve
+        the fusion too, ``Predictor.probs``). A progress bar counts functions.
         """
         import numpy as np
-        import torch
         from tqdm import tqdm
 
-        from streamguard.train.engine import predict
-
-        cpu = torch.device("cpu")
-        out: dict[str, list] = {n: [] for n in self.predictors}
+        samples = list(samples)
+        # similar lengths batched together (less padding); the results are put back in input order
+        order = sorted(range(len(samples)), key=lambda i: len(samples[i].func))
+        out = {n: np.zeros(len(samples)) for n in self.predictors}
         with tqdm(total=len(samples), desc=desc, unit="fn", disable=not progress or None, mininterval=1.0) as bar:
-            for chunk in chunks(list(samples), batch_size):
-                fns = Functions(chunk)
+            for idx in chunks(order, batch_size):
+                fns = Functions([samples[i] for i in idx])
                 for n, p in self.predictors.items():
-                    items = p.featurise(fns)
-                    probs, _ = predict(p.model, items.items, items.collate, batch_size, cpu)
-                    out[n].append(probs)
-                bar.update(len(chunk))
-        return {n: np.concatenate(v) if v else np.zeros(0) for n, v in out.items()}
+                    out[n][idx] = p.probs(fns)
+                bar.update(len(idx))
+        return out
 
 
 def check_manifest(manifest: Any, where: str) -> dict[str, Any]:

@@ -148,6 +148,37 @@ class Predictor:
         """The decision threshold tuned on validation (``prob >= threshold`` is vulnerable)."""
         return float(self.card["threshold"])
 
+    def embed(self, fns: Functions) -> Any:
+        """``model.embed`` of every function of ``fns`` (``[N, d]`` float, CPU), made once per ``fns``."""
+        def make():
+            items = self.featurise(fns)
+            return embed_items(self.model, items.items, items.collate)
+
+        return fns.memo(f"{self.family}:embed", make)
+
+    def probs(self, fns: Functions) -> Any:
+        """Vulnerable-class probability of every function of ``fns`` (numpy, in order), made once per ``fns``.
+
+        A model with ``classify`` (logits from its ``embed`` output, as its ``forward`` computes them) runs
+        its encoder once for both its own score and the embeddings a head built on it reads."""
+        def make():
+            import numpy as np
+            import torch
+
+            if hasattr(self.model, "embed") and hasattr(self.model, "classify"):
+                emb = self.embed(fns)
+                if not len(emb):
+                    return np.zeros(0)
+                device = next(self.model.parameters()).device
+                with torch.no_grad():
+                    logits = self.model.classify(emb.to(device)).float()
+                return torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
+            items = self.featurise(fns)
+            logits = embed_items(self.model, items.items, items.collate, method="forward")
+            return torch.softmax(logits, dim=-1)[:, 1].numpy() if len(logits) else np.zeros(0)
+
+        return fns.memo(f"{self.family}:probs", make)
+
 
 @runtime_checkable
 class Family(Protocol):
@@ -214,6 +245,34 @@ class Family(Protocol):
     def memory_batch(self, ctx: ProbeContext, batch_size: int) -> tuple[nn.Module, dict, dict[str, Any]]:
         """The model, one batch of ``batch_size`` of its largest train items, and that batch's shape."""
         ...
+
+
+EMBED_BATCH = 64
+"""Items per forward pass when a trained model embeds or scores functions."""
+
+
+def embed_items(model: nn.Module, items: Sequence, collate: Callable[[list], dict],
+                batch_size: int = EMBED_BATCH, method: str = "embed") -> Any:
+    """``model.embed`` (or another ``method`` of it: ``forward`` gives logits) of every item (``[N, d]``
+    float32 on CPU, in order), ``batch_size`` items a pass, in eval mode under ``no_grad``; every module's
+    train/eval mode is restored afterwards (a loaded HF model is in eval mode inside a training wrapper)."""
+    import torch
+
+    from streamguard.train.interface import move_to
+
+    modes = [(m, m.training) for m in model.modules()]
+    device = next(model.parameters()).device
+    out = []
+    try:
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(items), batch_size):
+                batch = collate([items[i] for i in range(start, min(start + batch_size, len(items)))])
+                out.append(getattr(model, method)(move_to(batch, device)).float().cpu())
+    finally:
+        for m, training in modes:
+            m.training = training
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from streamguard.data.samples import SPLITS, read_split
 from streamguard.errors import UserError
 from streamguard.families import gnn, transformer
 from streamguard.families.base import (
+    EMBED_BATCH,
     GRAPHS,
     Datasets,
     Featurised,
@@ -31,22 +32,10 @@ from streamguard.families.base import (
     Predictor,
     RunContext,
     chunks,
+    embed_items,
     read_card,
 )
 from streamguard.jsonio import read_json, write_json_atomic
-
-EMBED_BATCH = 64
-"""Items per forward pass when the encoders embed the samples."""
-
-
-def _embed(model, items: list, collate, batch_size: int):
-    import torch
-
-    from streamguard.train.interface import move_to
-
-    device = next(model.parameters()).device
-    out = [model.embed(move_to(collate(c), device)).float().cpu() for c in chunks(items, batch_size)]
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 def encoder_features(tmodel, token_items: list, token_collate, gmodel, graphs: list,
@@ -55,32 +44,24 @@ def encoder_features(tmodel, token_items: list, token_collate, gmodel, graphs: l
 
     ``token_items`` and ``graphs`` are the same N samples in the same order. The
     encoders run in eval mode under ``no_grad``; every module's train/eval mode is
-    restored afterwards (a loaded HF model is in eval mode inside a training wrapper).
+    restored afterwards (:func:`~streamguard.families.base.embed_items`).
     """
     import torch
 
     from streamguard.models.gnn import gnn_collate
 
-    modes = [(m, m.training) for model in (tmodel, gmodel) for m in model.modules()]
-    try:
-        tmodel.eval()
-        gmodel.eval()
-        with torch.no_grad():
-            t = _embed(tmodel, token_items, token_collate, batch_size)
-            g = _embed(gmodel, graphs, gnn_collate, batch_size)
-    finally:
-        for m, training in modes:
-            m.training = training
-    return torch.cat([t, g], dim=1)
+    return torch.cat([embed_items(tmodel, token_items, token_collate, batch_size),
+                      embed_items(gmodel, graphs, gnn_collate, batch_size)], dim=1)
 
 
 def fused_items(encoders: Mapping[str, Predictor], fns: Functions) -> list[dict]:
-    """The fusion's items for ``fns``: ``{"features": [d_t + d_g], "labels"}``, the transformer's and the GNN's
-    embeddings (:func:`encoder_features`) of each function as those families featurise it."""
-    t = encoders["transformer"].featurise(fns)
-    g = encoders["gnn"].featurise(fns)
-    feats = encoder_features(encoders["transformer"].model, [t.items[i] for i in range(len(t.items))], t.collate,
-                             encoders["gnn"].model, list(g.items))
+    """The fusion's items for ``fns``: ``{"features": [d_t + d_g], "labels"}``, the trained transformer's and
+    GNN's embeddings of each function as those families featurise it (``Predictor.embed``: the same
+    :func:`~streamguard.families.base.embed_items` as :func:`encoder_features`; made once per ``fns``, so
+    scoring the encoders themselves reuses them)."""
+    import torch
+
+    feats = torch.cat([encoders["transformer"].embed(fns), encoders["gnn"].embed(fns)], dim=1)
     return [{"features": f, "labels": x.target} for f, x in zip(feats, fns.samples)]
 
 

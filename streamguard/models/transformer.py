@@ -66,6 +66,15 @@ class TransformerClassifier(nn.Module):
         out = self.hf.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return out.last_hidden_state[:, 0]
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, 2]`` from :meth:`embed`'s output, as ``forward`` computes them from the same state (a
+        RoBERTa-style head reads the first token's state; a BERT-style one its pooler's), so inference scores
+        and embeds with one encoder pass."""
+        first = embedding[:, None, :]
+        if hasattr(self.hf.classifier, "out_proj"):
+            return self.hf.classifier(first)
+        return self.hf.classifier(self.hf.dropout(self.hf.base_model.pooler(first)))
+
     def save(self, out_dir: str | os.PathLike, tokenizer) -> None:
         self.hf.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)

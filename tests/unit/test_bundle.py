@@ -133,3 +133,20 @@ def test_best_bundle_is_chosen_by_the_heads_validation_f1(trained, tmp_path):
     m["card"]["metrics"]["fusion"]["valid"]["f1"] = -1.0
     (b / MANIFEST).write_text(json.dumps(m))
     assert best_bundle([b, a]) == a
+
+
+def test_each_encoder_scores_from_its_embedding_exactly_as_its_forward_does(trained):
+    """Inference runs an encoder once for its own score and the fusion's features: ``classify(embed(b))`` must
+    be ``forward(b)``, for the transformer and the GNN."""
+    import torch
+
+    from streamguard.families.base import Functions
+
+    bundle = load_bundle(trained.bundle)
+    fns = Functions(read_split(trained.data, "test"))
+    for fam in ("transformer", "gnn"):
+        p = bundle.predictors[fam]
+        items = p.featurise(fns)
+        batch = items.collate([items.items[i] for i in range(len(items.items))])
+        with torch.no_grad():
+            assert torch.equal(p.model.classify(p.model.embed(batch)), p.model(batch)), fam
