@@ -1,6 +1,6 @@
 """Compile the pipeline to YAML for a compile profile (``pipelines/profiles/NAME.yaml``).
 
-    python -m pipelines.compile [--profile local|gke-a100|generic-a100|FILE.yaml] [--output FILE]
+    python -m pipelines.compile [--profile local|gke-a100|generic-a100|gke-a100x8|FILE.yaml] [--output FILE]
                                 [--cache-training] [--all]
 
 ``local`` writes ``pipelines/streamguard_training.yaml``; any other profile writes

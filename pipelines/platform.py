@@ -10,6 +10,10 @@ task)`` turns it into KFP task settings and ``kfp.kubernetes`` platform settings
 first attempt, so a long attempt is never retried), a retry without a timeout, a non-integral
 backoff factor (Argo reads it as an integer), and a pull policy that never pulls a rebuilt tag.
 
+More than one GPU per training step: ``gpu.gpus_per_task: N`` runs each training step under torchrun with N
+processes in one pod of N GPUs; ``gpu.nodes: M`` makes each training step create and follow a Kubeflow
+Trainer ``TrainJob`` of M such pods (``streamguard.launch``; docs/kubeflow.md, "More than one GPU").
+
 The ``local`` profile has no ``kubernetes:`` section and adds no Kubernetes settings
 (``kfp.local`` runs it on this machine). Credentials never appear here: only the
 *names* of the Secret and ConfigMap and of their keys.
@@ -25,6 +29,8 @@ import yaml
 
 from pipelines.streamguard_pipeline import TRAINING_STAGES
 from streamguard.errors import UserError
+from streamguard.launch import NPROC_ENV
+from streamguard.launch.trainjob import TEMPLATE_ENV, Toleration, TrainJobTemplate
 from streamguard.train.device import REQUIRE_CUDA_ENV
 from streamguard.typed import build
 
@@ -63,17 +69,6 @@ class Retry:
 
 
 @dataclass(frozen=True)
-class Toleration:
-    """A Kubernetes toleration (``kfp.kubernetes.add_toleration``)."""
-    key: str = GPU_RESOURCE
-    operator: Literal["Exists", "Equal"] = "Exists"
-    """Exists (any value of ``key``) | Equal (``value`` must match)."""
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
-    """The taint effect tolerated: NoSchedule | PreferNoSchedule | NoExecute."""
-    value: str | None = None
-
-
-@dataclass(frozen=True)
 class Pool:
     """Resources and placement for one kind of task (``gpu``: training; ``cpu``: everything else)."""
     cpu_request: str = "1"
@@ -89,6 +84,26 @@ class Pool:
     timeout_seconds: int | None = None
     """Per attempt (the pod's ``activeDeadlineSeconds``)."""
     retry: Retry | None = None
+    gpus_per_task: int = 1
+    """GPU pool, training tasks: processes per training pod, one per GPU. > 1: the task requests this many GPUs
+    (instead of ``accelerator_count``) and runs the training under ``torchrun --standalone --nproc-per-node N``."""
+    nodes: int = 1
+    """GPU pool, training tasks: > 1 makes each training step create a Kubeflow Trainer ``TrainJob`` of this many
+    nodes (pods of ``gpus_per_task`` processes and GPUs each, with this pool's resources and placement) and follow
+    it; the step itself then runs on the CPU pool (docs/kubeflow.md, "More than one GPU")."""
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Kubeflow Trainer settings, used when ``gpu.nodes`` > 1."""
+    runtime: str = "torch-distributed"
+    """The training runtime the TrainJobs reference: by default the ``torch-distributed``
+    ClusterTrainingRuntime a Trainer installation ships."""
+    runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
+    """ClusterTrainingRuntime | TrainingRuntime (a namespaced one, e.g. ``streamguard-torch-distributed`` from
+    manifests/components/kubeflow-trainer)."""
+    poll_seconds: int = 15
+    """How often the step reads its TrainJob's status."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +116,11 @@ class Kubernetes:
     config_map: str = "streamguard-config"
     config_map_env: dict[str, str] = field(default_factory=lambda: {
         "MINIO_ENDPOINT": "MINIO_ENDPOINT", "MINIO_SECURE": "MINIO_SECURE",
-        "STREAMGUARD_STORE": "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS": "LR_CACHE_TTL_HOURS"})
+        "STREAMGUARD_STORE": "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS": "LR_CACHE_TTL_HOURS",
+        "STORE_RETRY_BUDGET_S": "STORE_RETRY_BUDGET_S"})
     """ConfigMap key -> environment variable. ``STREAMGUARD_STORE`` (from the cluster's ConfigMap, see
-    manifests/) is the store used when the run's ``store_uri`` parameter is empty."""
+    manifests/) is the store used when the run's ``store_uri`` parameter is empty; ``LR_CACHE_TTL_HOURS`` and
+    ``STORE_RETRY_BUDGET_S`` override the config profile (``streamguard.config.ENV_FIELDS``)."""
     preflight_on_gpu: bool = True
     """Run the pre-flight gate on the GPU pool (CUDA image) so that its GPU checks see a GPU."""
     preflight_timeout_seconds: int = 1800
@@ -118,6 +135,7 @@ class Kubernetes:
     """Secrets (``kubernetes.io/dockerconfigjson``, in the run namespace) for a private registry."""
     gpu: Pool = field(default_factory=Pool)
     cpu: Pool = field(default_factory=Pool)
+    trainer: Trainer = field(default_factory=Trainer)
 
 
 @dataclass(frozen=True)
@@ -182,6 +200,16 @@ def load_profile(name_or_path: str | Path) -> Profile:
             raise ProfileError(f"{path}: kubernetes.gpu.node_selector: empty (the GPU node-pool label is required)")
         if k.cpu.accelerator_count:
             raise ProfileError(f"{path}: kubernetes.cpu.accelerator_count: CPU stages never request a GPU")
+        for name in ("gpus_per_task", "nodes"):
+            if getattr(k.gpu, name) < 1:
+                raise ProfileError(f"{path}: kubernetes.gpu.{name}: {getattr(k.gpu, name)}: must be >= 1")
+            if getattr(k.cpu, name) != 1:
+                raise ProfileError(f"{path}: kubernetes.cpu.{name}: {getattr(k.cpu, name)}: only the GPU pool's "
+                                   "training tasks run distributed; leave it out")
+        if not k.trainer.runtime.strip():
+            raise ProfileError(f"{path}: kubernetes.trainer.runtime: empty (the training runtime's name)")
+        if k.trainer.poll_seconds < 1:
+            raise ProfileError(f"{path}: kubernetes.trainer.poll_seconds: {k.trainer.poll_seconds}: must be >= 1")
         if k.image_pull_policy not in PULL_POLICIES:
             raise ProfileError(f"{path}: kubernetes.image_pull_policy: {k.image_pull_policy!r}: expected one of "
                                f"{', '.join(PULL_POLICIES)}")
@@ -219,21 +247,44 @@ def _check_retry(path: Path, where: str, pool: Pool) -> None:
                            "a long attempt would never be retried; raise it or leave it out")
 
 
-def apply(profile: Profile, stage: str, task) -> None:
-    """Apply ``profile`` to one pipeline task (``stage``: the component's name)."""
-    gpu = stage in profile.gpu_stages()
-    task.set_container_image(profile.image(gpu or stage in TRAINING_STAGES))
+def trainjob_template(profile: Profile) -> TrainJobTemplate:
+    """The TrainJob a training step of a ``nodes > 1`` profile creates, but for its name and command."""
     k = profile.kubernetes
+    g = k.gpu
+    return TrainJobTemplate(
+        image=profile.image(True), num_nodes=g.nodes, procs_per_node=g.gpus_per_task,
+        gpus_per_node=g.gpus_per_task if g.gpus_per_task > 1 else g.accelerator_count,
+        accelerator_type=g.accelerator_type, cpu_request=g.cpu_request, cpu_limit=g.cpu_limit,
+        memory_request=g.memory_request, memory_limit=g.memory_limit, node_selector=dict(g.node_selector),
+        tolerations=tuple(g.tolerations), secret=k.secret, secret_env=dict(k.secret_env), config_map=k.config_map,
+        config_map_env=dict(k.config_map_env), env={} if k.allow_cpu_training else {REQUIRE_CUDA_ENV: "1"},
+        shm_size=g.shm_size, image_pull_secrets=tuple(k.image_pull_secrets), active_deadline_seconds=g.timeout_seconds,
+        runtime=k.trainer.runtime, runtime_kind=k.trainer.runtime_kind, poll_seconds=float(k.trainer.poll_seconds))
+
+
+def apply(profile: Profile, stage: str, task) -> None:
+    """Apply ``profile`` to one pipeline task (``stage``: the component's name).
+
+    Training tasks of a ``gpus_per_task: N`` profile request N GPUs and get ``STREAMGUARD_NPROC_PER_NODE=N``
+    (the step runs torchrun); those of a ``nodes: M`` profile only create and follow a TrainJob: they run on
+    the CPU pool with the GPU pool's timeout and retries, and carry the TrainJob in ``STREAMGUARD_TRAINJOB``."""
+    k = profile.kubernetes
+    training = stage in TRAINING_STAGES
+    follower = training and k is not None and k.gpu.nodes > 1
+    gpu = stage in profile.gpu_stages() and not follower
+    task.set_container_image(profile.image((gpu or training) and not follower))
     if k is None:
         return
     from kfp import kubernetes
 
     pool = k.gpu if gpu else k.cpu
-    timeout = k.preflight_timeout_seconds if stage == "preflight" else pool.timeout_seconds
+    timing = k.gpu if follower else pool  # a follower waits as long as its TrainJob may train
+    timeout = k.preflight_timeout_seconds if stage == "preflight" else timing.timeout_seconds
     task.set_cpu_request(pool.cpu_request).set_cpu_limit(pool.cpu_limit)
     task.set_memory_request(pool.memory_request).set_memory_limit(pool.memory_limit)
-    if pool.accelerator_count:
-        task.set_accelerator_type(pool.accelerator_type).set_accelerator_limit(pool.accelerator_count)
+    gpus = pool.gpus_per_task if training and gpu and pool.gpus_per_task > 1 else pool.accelerator_count
+    if gpus:
+        task.set_accelerator_type(pool.accelerator_type).set_accelerator_limit(gpus)
     for key, value in pool.node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     for t in pool.tolerations:
@@ -241,9 +292,9 @@ def apply(profile: Profile, stage: str, task) -> None:
     if pool.shm_size:
         kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path=SHM_PATH, medium="Memory",
                                    size_limit=pool.shm_size)
-    if pool.retry and pool.retry.num_retries and stage != "preflight":
-        r = pool.retry
-        backoff, max_duration = r.seconds(pool.timeout_seconds)
+    if timing.retry and timing.retry.num_retries and stage != "preflight":
+        r = timing.retry
+        backoff, max_duration = r.seconds(timing.timeout_seconds)
         task.set_retry(num_retries=r.num_retries, backoff_duration=f"{backoff}s",
                        backoff_factor=float(int(r.backoff_factor)), backoff_max_duration=f"{max_duration}s")
     if timeout:
@@ -255,6 +306,13 @@ def apply(profile: Profile, stage: str, task) -> None:
     kubernetes.use_config_map_as_env(task, config_map_name=k.config_map, config_map_key_to_env=dict(k.config_map_env))
     if gpu and not k.allow_cpu_training:
         task.set_env_variable(REQUIRE_CUDA_ENV, "1")
+    if training and gpu and pool.gpus_per_task > 1:
+        task.set_env_variable(NPROC_ENV, str(pool.gpus_per_task))
+    if follower:
+        task.set_env_variable(TEMPLATE_ENV, trainjob_template(profile).to_json())
+    if stage == "preflight":  # the pre-flight cluster check looks up exactly this Secret and these keys
+        task.set_env_variable("STREAMGUARD_SECRET_NAME", k.secret)
+        task.set_env_variable("STREAMGUARD_SECRET_KEYS", ",".join(sorted(k.secret_env)))
     if stage == "preflight" and k.gpu.node_selector:
         # the pre-flight cluster check looks for allocatable GPUs in exactly this pool
         task.set_env_variable("STREAMGUARD_GPU_NODE_SELECTOR",

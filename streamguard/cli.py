@@ -3,7 +3,8 @@
 Exit codes: 0 success, 1 unexpected failure, 2 bad input or config (also a
 permanent object-store refusal: access denied, no such bucket), 3 training
 collapse, 4 pre-flight failed, 5 object store unavailable past
-store.retry_budget_s (rerun: training resumes from its last checkpoint).
+store.retry_budget_s (rerun: training resumes from its last checkpoint), 6 a distributed
+training launch failed without one of these (streamguard/launch).
 Expected errors print one line and no traceback.
 """
 
@@ -62,13 +63,12 @@ def cmd_build_graphs(args) -> None:
 
 
 def cmd_preflight(args) -> None:
-    from streamguard.preflight import preflight
+    from streamguard.preflight import PreflightOptions, parse_checks, preflight
 
     out, cfg = args.output, _config(args)
-    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
+    options = PreflightOptions(require_gpu=args.require_gpu, checks=parse_checks(args.checks) if args.checks else None)
     report = preflight(args.data, args.graphs, cfg, os.path.join(out, "preflight_report.json"),
-                       os.path.join(out, "preflight_report.md"), store=_store(args, cfg), require_gpu=args.require_gpu,
-                       checks=checks)
+                       os.path.join(out, "preflight_report.md"), store=_store(args, cfg), options=options)
     print("pre-flight passed" if report["passed"] else "pre-flight failed")
 
 

@@ -6,6 +6,7 @@ EXIT_BAD_INPUT = 2
 EXIT_COLLAPSE = 3
 EXIT_PREFLIGHT = 4
 EXIT_STORE_UNAVAILABLE = 5
+EXIT_DISTRIBUTED = 6
 
 
 class StreamGuardError(Exception):
@@ -37,3 +38,16 @@ class StoreUnavailableError(StreamGuardError):
     the next attempt (a KFP retry, a rerun) resumes from the last checkpoint that was written."""
 
     exit_code = EXIT_STORE_UNAVAILABLE
+
+
+class DistributedError(StreamGuardError):
+    """A distributed training launch failed (``streamguard.launch``): a torchrun worker or a TrainJob node ended
+    without a StreamGuard exit code (killed by a signal, out of memory, evicted, never started), or the TrainJob
+    failed or vanished. ``exit_code`` may be given: a worker's own StreamGuard code (2-5) is passed on."""
+
+    exit_code = EXIT_DISTRIBUTED
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code

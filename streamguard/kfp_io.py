@@ -78,6 +78,7 @@ def train_and_log(family: str, *, seed: int, profile: str, overrides: dict, stor
     from streamguard import training
     from streamguard.config import load_config
     from streamguard.eval.predictions import read_predictions
+    from streamguard.launch import launched
     from streamguard.stage import run_stage
     from streamguard.storage import open_store
 
@@ -87,7 +88,9 @@ def train_and_log(family: str, *, seed: int, profile: str, overrides: dict, stor
         return training.train(family, {k: a.path for k, a in inputs.items()}, model.path, result.path, seed=seed,
                               cfg=cfg, store=store, run_key=run_key or None)
 
-    card = run_stage(go)
+    # torchrun in this pod or a TrainJob when the compile profile asks for more than one GPU (streamguard/launch)
+    card = run_stage(launched(go, family, seed=seed, profile=profile, overrides=overrides, store_uri=store_uri,
+                              run_key=run_key, model=model, result=result, **inputs))
     log_scalars(metrics, card["test_metrics"], prefix="test_")
     log_scalars(metrics, {"threshold": card["threshold"], "seed": seed})
     _, y, p, _ = read_predictions(Path(result.path) / "predictions.jsonl")

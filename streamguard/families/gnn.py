@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from streamguard.data.samples import SPLITS, Sample, read_split
 from streamguard.errors import UserError
@@ -44,19 +44,25 @@ def graph_items(fns: Functions, max_nodes: int) -> list:
     return fns.memo(NAME, make)
 
 
-def graph_splits(graphs_dir: str, data_dir: str, samples: Mapping[str, list[Sample]] | None = None) -> dict[str, list]:
-    """Each split's graphs in the order of the split's samples (``samples``: the splits, if already read)."""
+def split_graphs(graphs_dir: str, split: str, samples: Sequence) -> tuple[list, list[str]]:
+    """The graphs of one split's ``samples`` in the samples' order, and the ids of the samples that have none.
+    The one reader of graphs by sample: training (:func:`graph_splits`) and pre-flight's data check use it."""
     from streamguard.graphs import load_graphs
 
+    graphs = {g.sample_id: g for g in load_graphs(graphs_dir, split)}
+    ids = [x.id for x in samples]
+    return [graphs[i] for i in ids if i in graphs], [i for i in ids if i not in graphs]
+
+
+def graph_splits(graphs_dir: str, data_dir: str, samples: Mapping[str, list[Sample]] | None = None) -> dict[str, list]:
+    """Each split's graphs in the order of the split's samples (``samples``: the splits, if already read); a
+    sample without a graph is a UserError."""
     out = {}
     for s in SPLITS:
-        graphs = {g.sample_id: g for g in load_graphs(graphs_dir, s)}
-        ids = [x.id for x in (samples[s] if samples is not None else read_split(data_dir, s))]
-        missing = [i for i in ids if i not in graphs]
+        out[s], missing = split_graphs(graphs_dir, s, samples[s] if samples is not None else read_split(data_dir, s))
         if missing:
             raise UserError(f"{graphs_dir}: split {s} has no graph for sample id {missing[0]!r} "
                             f"({len(missing)} missing; rebuild with `streamguard build-graphs`)")
-        out[s] = [graphs[i] for i in ids]
     return out
 
 

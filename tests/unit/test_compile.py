@@ -20,17 +20,22 @@ from pipelines.compile import compile_pipeline, default_output
 from pipelines.platform import load_profile
 
 REPO = Path(__file__).resolve().parents[2]
-PROFILES = ["local", "gke-a100", "generic-a100"]
-CLUSTER_PROFILES = ["gke-a100", "generic-a100"]
+PROFILES = ["local", "gke-a100", "generic-a100", "gke-a100x8"]
+CLUSTER_PROFILES = ["gke-a100", "generic-a100", "gke-a100x8"]
 # The requirement, written out (not read back from the profile files).
 GPU_NODE_SELECTOR = {
     "gke-a100": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"},
     "generic-a100": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
+    "gke-a100x8": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100",
+                   "node.kubernetes.io/instance-type": "a2-highgpu-8g"},
 }
+# GPUs (and processes) per training task, written out: the 8-GPU profile runs torchrun with 8 processes.
+TRAINING_GPUS = {"gke-a100": 1, "generic-a100": 1, "gke-a100x8": 8}
 GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
 CPU_STAGES = {"source_version", "ingest", "build_graphs", "evaluate", "aggregate"}
 SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
-CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS")}
+CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS",
+                                  "STORE_RETRY_BUDGET_S")}
 # Injected into the environment while compiling: none may end up in the YAML.
 DUMMY_CREDENTIALS = {
     "MINIO_ACCESS_KEY": "sg-test-dummy-access-5d1f0c",
@@ -117,7 +122,14 @@ def test_gpu_tasks(profile):
         where = f"{profile}/{stage}"
         acc = container.resources.accelerator
         assert acc.resource_type == "nvidia.com/gpu", where
-        assert int(acc.resource_count) == prof.gpu.accelerator_count >= 1, where
+        env = {e.name: e.value for e in container.env}
+        if stage == "preflight":
+            assert int(acc.resource_count) == prof.gpu.accelerator_count == 1, where
+            assert "STREAMGUARD_NPROC_PER_NODE" not in env, where
+        else:
+            assert int(acc.resource_count) == TRAINING_GPUS[profile], where
+            # one process per GPU: more than one runs under torchrun (streamguard/launch)
+            assert env.get("STREAMGUARD_NPROC_PER_NODE", "1") == str(TRAINING_GPUS[profile]), where
         r = container.resources
         assert (r.resource_cpu_request, r.resource_cpu_limit) == (prof.gpu.cpu_request, prof.gpu.cpu_limit), where
         assert (r.resource_memory_request, r.resource_memory_limit) == (prof.gpu.memory_request,

@@ -11,6 +11,7 @@ filled from their examples, as on a clean clone.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,9 @@ KUBECTL = BIN / "kubectl"
 VALIDATE = BIN / "kubernetes-validate"
 OVERLAYS = ("eks-a100", "gke-a100", "kfp-minio", "kfp-multi-user", "kfp-standalone", "local")
 # An overlay with its commented-out options switched on, as a user does (rendered from the copy).
-VARIANTS = {"kfp-standalone+kfp-launcher+image-pull-secret": ("kfp-standalone", ("kfp-launcher",
-                                                                                  "image-pull-secret"))}
+VARIANTS = {"kfp-standalone+kfp-launcher+image-pull-secret+kubeflow-trainer": (
+                "kfp-standalone", ("kfp-launcher", "image-pull-secret", "kubeflow-trainer")),
+            "kfp-multi-user+kubeflow-trainer": ("kfp-multi-user", ("kubeflow-trainer",))}
 PROFILE_NAMESPACE = "kubeflow-user-example-com"
 # Where runs execute (and so where the Secret/ConfigMap must be), and the account they run as.
 RUNS = {"kfp-standalone": ("kubeflow", "pipeline-runner"), "local": ("kubeflow", "pipeline-runner"),
@@ -185,9 +187,14 @@ def test_every_container_is_locked_down(rendered):
     assert seen >= 4  # MinIO + bucket Job in three overlays, the Job in kubeflow
 
 
+def _components(name: str) -> tuple[str, ...]:
+    return VARIANTS[name][1] if name in VARIANTS else ()
+
+
 def test_role_grants_only_named_objects(rendered):
     for overlay, (_, objs) in rendered.items():
-        roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")]
+        roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")
+                 and o["metadata"]["name"] == "streamguard-pipeline"]
         assert [r["kind"] for r in roles] == ["Role"], overlay
         for rule in roles[0]["rules"]:
             assert rule.get("resourceNames"), f"{overlay}: rule without resourceNames: {rule}"
@@ -209,6 +216,45 @@ def test_role_grants_only_named_objects(rendered):
         assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"], overlay
 
 
+def test_trainjob_role_only_where_asked_and_least_privilege(rendered):
+    """components/kubeflow-trainer: the accounts that run the pipeline's pods (and only they) may create, read
+    and delete TrainJobs in the run namespace; nothing else, nowhere else. Without it, no such Role."""
+    for overlay, (_, objs) in rendered.items():
+        role = _find(objs, "Role", "streamguard-trainjobs")
+        binding = _find(objs, "RoleBinding", "streamguard-trainjobs")
+        others = [o for o in objs if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+                  and not o["metadata"]["name"].startswith("streamguard-pipeline")
+                  and o["metadata"]["name"] != "streamguard-trainjobs"]
+        assert not others, overlay
+        if "kubeflow-trainer" not in _components(overlay):
+            assert role is None and binding is None, overlay
+            continue
+        run_ns, account = RUNS[_base_overlay(overlay)]
+        assert role["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"],
+                                  "verbs": ["create", "get", "delete"]}], overlay
+        assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == run_ns
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "streamguard-trainjobs"}
+        # exactly who may read StreamGuard's Secret: the pipeline's own account and the one KFP runs pods as
+        assert binding["subjects"] == _find(objs, "RoleBinding", "streamguard-pipeline")["subjects"], overlay
+        assert {"kind": "ServiceAccount", "name": account, "namespace": run_ns} in binding["subjects"], overlay
+
+
+def test_the_trainjob_role_covers_what_the_launcher_calls():
+    """The verbs the Role grants are the CustomObjectsApi calls streamguard/launch/follow.py makes."""
+    import inspect
+
+    from streamguard.launch import follow
+
+    source = inspect.getsource(follow.TrainJobs)
+    called = set(re.findall(r"self\.api\.(\w+)_namespaced_custom_object", source))
+    verbs = {"create": "create", "get": "get", "delete": "delete", "list": "list", "patch": "patch",
+             "replace": "update"}
+    role = yaml.safe_load((MANIFESTS / "components" / "kubeflow-trainer" / "rbac.yaml").read_text().split("---")[0])
+    assert {verbs[c] for c in called} == set(role["rules"][0]["verbs"]) == {"create", "get", "delete"}
+    assert "watch" not in source
+
+
 def test_secret_and_config_contract(rendered):
     from pipelines.platform import load_profile
 
@@ -225,6 +271,7 @@ def test_secret_and_config_contract(rendered):
         assert "://" not in config["MINIO_ENDPOINT"]  # host:port, as streamguard.storage expects
         assert config["MINIO_SECURE"] in ("true", "false")
         assert int(config["LR_CACHE_TTL_HOURS"]) == 168
+        assert float(config["STORE_RETRY_BUDGET_S"]) == 180  # store.retry_budget_s, for every task
         assert config["STREAMGUARD_STORE"].startswith("s3://")
 
 
@@ -281,7 +328,7 @@ def test_kfp_launcher_and_image_pull_secret_options(rendered):
     for overlay, (_, objs) in rendered.items():
         launcher = _find(objs, "ConfigMap", "kfp-launcher")
         registry = _find(objs, "Secret", "streamguard-registry")
-        if overlay not in VARIANTS:
+        if "kfp-launcher" not in _components(overlay):
             assert launcher is None and registry is None, overlay  # options only; never in multi-user
             continue
         assert launcher["metadata"]["namespace"] == "kubeflow"

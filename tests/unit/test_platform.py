@@ -99,7 +99,7 @@ def test_profile_name_must_match_its_file(tmp_path):
 
 
 def test_an_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ProfileError, match="available: generic-a100, gke-a100, local"):
+    with pytest.raises(ProfileError, match="available: generic-a100, gke-a100, gke-a100x8, local"):
         load_profile("aks-h100")
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 import torch
+import yaml
 
 from streamguard import families
 from streamguard import preflight as pf
@@ -428,6 +429,54 @@ def test_cluster_check_warns_when_nodes_may_not_be_listed(kube):
     assert r.status == "warn" and "cannot list nodes (403" in r.message and "ClusterRole" in r.message
 
 
+def test_cluster_check_looks_up_the_secret_and_keys_the_compile_profile_names(kube, tmp_path):
+    """Renaming the Secret (and its keys) in a compile profile reaches the gate: the compiled pre-flight task
+    carries the new names, and the check, reading that task's environment, asks the API for them."""
+    from pipelines.compile import compile_pipeline
+    from pipelines.platform import PROFILES_DIR
+
+    text = (PROFILES_DIR / "gke-a100.yaml").read_text().replace(
+        "secret: streamguard-minio", "secret: team-minio").replace(
+        "secret_env: {MINIO_ACCESS_KEY: MINIO_ACCESS_KEY, MINIO_SECRET_KEY: MINIO_SECRET_KEY}",
+        "secret_env: {access-key: MINIO_ACCESS_KEY, secret-key: MINIO_SECRET_KEY}")
+    assert "team-minio" in text and "access-key" in text
+    (tmp_path / "gke-a100.yaml").write_text(text)
+    spec = list(yaml.safe_load_all(compile_pipeline(tmp_path / "out.yaml", str(tmp_path / "gke-a100.yaml"))
+                                   .read_text()))
+    env = {e["name"]: e["value"]
+           for e in spec[0]["deploymentSpec"]["executors"]["exec-preflight"]["container"]["env"]}
+    assert env[pf.SECRET_NAME_ENV] == "team-minio" and env[pf.SECRET_KEYS_ENV] == "access-key,secret-key"
+    (mounted,) = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-preflight"]["secretAsEnv"]
+    assert mounted["secretName"] == "team-minio"  # the Secret the pods read is the one the gate checks
+
+    env["POD_NAMESPACE"] = "kubeflow"
+    renamed = {("kubeflow", "team-minio"): {"access-key": "ak", "secret-key": "sk"}}
+    d = kube(nodes=[_node("a100-1", POOL, gpus=1)], secrets=renamed)
+    r = pf.check_cluster(require_gpu=True, api_client=d.api_client(), environ=env)
+    assert r.status == "pass", r.message
+    assert r.values["secret"] == "team-minio" and "Secret kubeflow/team-minio present" in r.message
+    assert d.requests[-1] == "/api/v1/namespaces/kubeflow/secrets/team-minio"
+    old = kube(nodes=[_node("a100-1", POOL, gpus=1)], secrets=SECRET)  # only the old name exists: the gate fails
+    r = pf.check_cluster(require_gpu=True, api_client=old.api_client(), environ=env)
+    assert r.status == "fail" and "Secret kubeflow/team-minio not found" in r.message
+    old_keys = kube(nodes=[_node("a100-1", POOL, gpus=1)], secrets={("kubeflow", "team-minio"): SECRET[
+        "kubeflow", "streamguard-minio"]})
+    r = pf.check_cluster(require_gpu=True, api_client=old_keys.api_client(), environ=env)
+    assert r.status == "fail" and "Secret kubeflow/team-minio lacks key(s) access-key, secret-key" in r.message
+
+
+def test_the_gate_passes_its_cluster_options_to_the_check(kube, tiny, tmp_path):
+    data, graphs, cfg = tiny
+    d = kube(nodes=[_node("a100-1", POOL, gpus=1)], secrets={("ml", "other"): {"K": "v"}})
+    js, md = _paths(tmp_path)
+    report = pf.preflight(str(data), str(graphs), cfg, js, md, options=pf.PreflightOptions(
+        checks=["cluster"], node_selector=POOL, namespace="ml", secret_name="other", secret_keys=["K"],
+        k8s_api_client=d.api_client()))
+    (check,) = report["checks"]
+    assert check["status"] == "pass" and check["values"]["secret_keys"] == ["K"], check["message"]
+    assert d.requests == ["/api/v1/nodes", "/api/v1/namespaces/ml/secrets/other"]
+
+
 def test_node_selector_parsing():
     assert pf.parse_node_selector("a=b, c=d") == {"a": "b", "c": "d"} and pf.parse_node_selector("") == {}
     with pytest.raises(UserError, match="expected key=value"):
@@ -464,7 +513,8 @@ def test_preflight_fails_with_exit_4_and_reports_when_a_required_check_fails(tin
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     js, md = _paths(tmp_path)
     with pytest.raises(PreflightError) as e:
-        pf.preflight(str(data), str(graphs), cfg, js, md, require_gpu=True, checks=["accelerator", "data"])
+        pf.preflight(str(data), str(graphs), cfg, js, md,
+                     options=pf.PreflightOptions(require_gpu=True, checks=["accelerator", "data"]))
     assert e.value.exit_code == EXIT_PREFLIGHT and "accelerator: the profile asks for a GPU" in str(e.value)
     report = json.loads(Path(js).read_text())
     assert not report["passed"] and report["failed"] == ["accelerator"]
@@ -476,7 +526,8 @@ def test_preflight_smoke_fails_for_an_unlearnable_setup(tiny, tmp_path):
     cfg = load_config("test", sets=["gnn.lr=0"])
     js, md = _paths(tmp_path)
     with pytest.raises(PreflightError, match="smoke_gnn: cannot overfit 32 samples"):
-        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["smoke"], smoke_families=["gnn"])
+        pf.preflight(str(data), str(graphs), cfg, js, md,
+                     options=pf.PreflightOptions(checks=["smoke"], smoke_families=["gnn"]))
     check = json.loads(Path(js).read_text())["checks"][0]
     assert check["name"] == "smoke_gnn" and check["status"] == "fail" and len(check["values"]["attempts"]) == 3
 
@@ -485,8 +536,8 @@ def test_preflight_memory_fails_when_the_limit_is_below_the_need(tiny, tmp_path)
     data, graphs, cfg = tiny
     js, md = _paths(tmp_path)
     with pytest.raises(PreflightError, match="memory_gnn: .*above 90%"):
-        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["memory"], memory_families=["gnn"],
-                     memory_total_bytes=32 * 2**20)
+        pf.preflight(str(data), str(graphs), cfg, js, md, options=pf.PreflightOptions(
+            checks=["memory"], memory_families=["gnn"], memory_total_bytes=32 * 2**20))
     report = json.loads(Path(js).read_text())
     assert report["checks"][0]["values"]["total_source"] == "given"
 
@@ -496,7 +547,8 @@ def test_preflight_skips_the_probes_when_the_data_check_fails(data_copy, tmp_pat
     (data / "test.jsonl").unlink()
     js, md = _paths(tmp_path)
     with pytest.raises(PreflightError, match="test.jsonl: split file missing"):
-        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["data", "smoke", "memory"])
+        pf.preflight(str(data), str(graphs), cfg, js, md,
+                     options=pf.PreflightOptions(checks=["data", "smoke", "memory"]))
     report = json.loads(Path(js).read_text())
     assert report["failed"] == ["data"]
     assert all(c["status"] == "skip" for c in report["checks"][1:]) and len(report["checks"]) == 6
@@ -504,10 +556,10 @@ def test_preflight_skips_the_probes_when_the_data_check_fails(data_copy, tmp_pat
 
 def test_a_crashing_check_is_a_failed_check_with_one_line(tiny, tmp_path, monkeypatch):
     data, graphs, cfg = tiny
-    monkeypatch.setattr(pf, "check_store", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(pf.object_store, "check_store", lambda *a, **k: 1 / 0)
     js, md = _paths(tmp_path)
     with pytest.raises(PreflightError, match="object_store: check crashed: ZeroDivisionError: division by zero"):
-        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["object_store"])
+        pf.preflight(str(data), str(graphs), cfg, js, md, options=pf.PreflightOptions(checks=["object_store"]))
     assert "Traceback" in json.loads(Path(js).read_text())["checks"][0]["values"]["traceback"]
 
 
@@ -515,11 +567,34 @@ def test_check_selection_from_argument_and_environment(tiny, tmp_path, monkeypat
     data, graphs, cfg = tiny
     js, md = _paths(tmp_path)
     with pytest.raises(UserError, match="unknown 'gpu_burn'"):
-        pf.preflight(str(data), str(graphs), cfg, js, md, checks=["gpu_burn"])
+        pf.preflight(str(data), str(graphs), cfg, js, md, options=pf.PreflightOptions(checks=["gpu_burn"]))
     monkeypatch.setenv(pf.CHECKS_ENV, "accelerator, safety")
     report = pf.preflight(str(data), str(graphs), cfg, js, md)
     assert [c["name"] for c in report["checks"]] == ["accelerator", "safety_atomic_json", "safety_amp_order",
                                                      "safety_lr_fallback"]
+
+
+def test_unknown_checks_exit_2_in_one_line_listing_the_known_ones(monkeypatch, tmp_path, capsys):
+    from streamguard.cli import main
+
+    monkeypatch.setenv(pf.CHECKS_ENV, "data,gpu_burn")
+    assert main(["preflight", "--data", str(tmp_path), "--output", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown 'gpu_burn'" in err[0] and "Traceback" not in err[0]
+    assert f"(known: {', '.join(pf.CHECKS)})" in err[0] and list(pf.CHECKS) == [
+        "accelerator", "safety", "data", "object_store", "cluster", "smoke", "memory"]
+    assert not (tmp_path / "r").exists()  # refused before any check ran or any report was written
+
+
+def test_a_group_that_is_not_required_reports_its_failure_without_stopping_the_run(tiny, tmp_path, monkeypatch):
+    data, graphs, cfg = tiny
+    monkeypatch.setitem(pf.CHECKS, "accelerator", pf.Check(pf.CHECKS["accelerator"].run, required=False))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    js, md = _paths(tmp_path)
+    report = pf.preflight(str(data), str(graphs), cfg, js, md,
+                          options=pf.PreflightOptions(require_gpu=True, checks=["accelerator"]))
+    (check,) = report["checks"]
+    assert report["passed"] and check["status"] == "fail" and check["required"] is False
 
 
 def test_markdown_escapes_table_breaking_messages():
