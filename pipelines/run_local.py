@@ -60,9 +60,12 @@ def bundles_of(run_dir: str | Path) -> list[Path]:
 
 def demo_scan(run_dir: str | Path, out_dir: str | Path, tree: Path = EXAMPLE_C) -> str:
     """Scan ``tree`` with the run's best bundle (by validation F1); one line saying how and what came out."""
+    from transformers.utils import logging as hf_logging
+
     from streamguard.bundle import best_bundle
     from streamguard.scan import scan, summary_line
 
+    hf_logging.disable_progress_bar()  # the one line, without "Loading weights" bars
     best = best_bundle(bundles_of(run_dir))
     result = scan([tree], best, out_dir, progress=False)
     shown = tree.relative_to(Path.cwd()) if tree.is_relative_to(Path.cwd()) else tree
