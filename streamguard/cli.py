@@ -95,6 +95,13 @@ def cmd_aggregate(args) -> None:
     print(f"summary: {os.path.join(args.output, 'production_summary.json')}")
 
 
+def _threads(args) -> None:
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def cmd_bundle(args) -> None:
     from streamguard.bundle import write_bundle
 
@@ -105,6 +112,7 @@ def cmd_bundle(args) -> None:
 
 
 def cmd_predict(args) -> None:
+    _threads(args)
     from streamguard.predict import predict
 
     cfg = _config(args)
@@ -116,6 +124,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    _threads(args)
     from streamguard.evaluate import evaluate
 
     cfg = _config(args)
@@ -131,6 +140,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_scan(args) -> None:
+    _threads(args)
     from streamguard.scan import format_table, scan, summary_line
 
     cfg = _config(args)
@@ -224,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     def bundle_opts(p: argparse.ArgumentParser) -> None:
         p.add_argument("--bundle", required=True, help="bundle: a directory or s3://bucket/prefix")
         p.add_argument("--batch-size", type=int, default=64, help="functions scored per step (default 64)")
+        p.add_argument("--threads", type=int, default=0,
+                       help="torch CPU threads (default 0: torch's, one per core; 1 is faster on a busy machine)")
 
     p = sub.add_parser("predict", help="score functions with a bundle: predictions.jsonl",
                        description="Score every valid function of a dataset (any ingest format; target optional) "
