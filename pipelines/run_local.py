@@ -18,11 +18,15 @@ from pathlib import Path
 
 from pipelines.compile import DEFAULT_OUTPUT
 
+EXAMPLE_C = Path(__file__).resolve().parent.parent / "examples" / "c"
+"""A few hand-written C functions (one a classic overflow) that the demo scans with its best bundle."""
+
 
 def run_local(input_uri: str, workdir: str | Path, *, pipeline_yaml: str | Path = DEFAULT_OUTPUT,
               seeds: list[int] | None = None, profile: str = "demo", overrides: dict | None = None,
-              require_gpu: bool = False) -> dict:
-    """Run the compiled pipeline; returns the local paths of its outputs."""
+              require_gpu: bool = False, eval_uris: list[str] | None = None) -> dict:
+    """Run the compiled pipeline; returns the local paths of its outputs (and ``run_dir``, where its tasks'
+    artifacts are)."""
     from kfp import components, local
 
     workdir = Path(workdir).resolve()
@@ -37,13 +41,35 @@ def run_local(input_uri: str, workdir: str | Path, *, pipeline_yaml: str | Path 
             "overrides": overrides or {}, "require_gpu": require_gpu}
     if seeds is not None:
         args["seeds"] = list(seeds)
+    if eval_uris is not None:
+        args["eval_uris"] = list(eval_uris)
     try:
         task = pipeline(**args)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     out = {name: art.path for name, art in task.outputs.items()}
     out["pipeline_root"] = str(root)
+    out["run_dir"] = str(root / Path(out["summary"]).relative_to(root).parts[0])
     return out
+
+
+def bundles_of(run_dir: str | Path) -> list[Path]:
+    """The bundles (one per seed) a local run wrote."""
+    return sorted(p.parent for p in Path(run_dir).glob("**/train-fusion/bundle/bundle.json"))
+
+
+def demo_scan(run_dir: str | Path, out_dir: str | Path, tree: Path = EXAMPLE_C) -> str:
+    """Scan ``tree`` with the run's best bundle (by validation F1); one line saying how and what came out."""
+    from transformers.utils import logging as hf_logging
+
+    from streamguard.bundle import best_bundle
+    from streamguard.scan import scan, summary_line
+
+    hf_logging.disable_progress_bar()  # the one line, without "Loading weights" bars
+    best = best_bundle(bundles_of(run_dir))
+    result = scan([tree], best, out_dir, progress=False)
+    shown = tree.relative_to(Path.cwd()) if tree.is_relative_to(Path.cwd()) else tree
+    return f"scan (streamguard scan {shown} --bundle {best}): {summary_line(result)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report (Markdown):       {out['report']}")
     print(f"report (HTML):           {out['report_html']}")
     print(f"all KFP artifacts:       {out['pipeline_root']}")
+    print(demo_scan(out["run_dir"], Path(args.workdir) / "scan"))
     return 0
 
 

@@ -1,7 +1,8 @@
 """The StreamGuard training pipeline (KFP v2).
 
 source_version -> ingest -> build_graphs -> preflight -> ParallelFor(seed): train_transformer,
-train_gnn -> train_fusion -> aggregate (dsl.Collected fan-in).
+train_gnn -> train_fusion (and the seed's bundle) -> evaluate (every seed's bundle on each of
+``eval_uris``) -> aggregate (dsl.Collected fan-in).
 """
 
 
@@ -13,6 +14,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from components.aggregate import aggregate
 from components.build_graphs import build_graphs
+from components.evaluate import evaluate
 from components.ingest import ingest
 from components.preflight import preflight
 from components.source_version import source_version
@@ -33,7 +35,8 @@ class Outputs(NamedTuple):
 TaskHook = Callable[[str, PipelineTask], None]
 """``hook(stage, task)``: called once per task while the graph is built; ``stage`` is the component's
 name (``source_version``, ``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``,
-``train_fusion``, ``aggregate``). ``pipelines/platform.py`` uses it to apply a compile profile's Kubernetes settings."""
+``train_fusion``, ``evaluate``, ``aggregate``). ``pipelines/platform.py`` uses it to apply a compile profile's
+Kubernetes settings."""
 
 CACHEABLE_STAGES = ("ingest", "build_graphs", "aggregate")
 TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")
@@ -66,12 +69,14 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
         store_uri: str = "",
         require_gpu: bool = False,
         data_version: str = "",
+        eval_uris: List[str] = [],  # noqa: B006 (a literal default written into the spec, see overrides)
     ) -> Outputs:
         """``input_uri``: dataset (path, URL or s3:// URI); ``profile``: config profile; ``overrides``: nested
         config overrides; ``store_uri``: object store for checkpoints, LR cache and graph shards
         (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA; ``data_version``: the
         dataset's version (empty: read at run time by ``source_version``, never cached), part of ingest's
-        cache key, so that a changed object at the same URI is ingested again."""
+        cache key, so that a changed object at the same URI is ingested again; ``eval_uris``: more datasets
+        (``name=uri`` or a URI) every seed's bundle is evaluated on (``external.<name>`` in the summary)."""
         common = dict(profile=profile, overrides=overrides)
         version = setup("source_version", source_version(input_uri=input_uri, data_version=data_version)
                         .set_display_name("data version"))
@@ -95,9 +100,12 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
                 data=data.outputs["data"], graphs=graphs.outputs["graphs"], transformer=tr.outputs["model"],
                 gnn=gn.outputs["model"], seed=seed, store_uri=store_uri, run_key=run_key,
                 **common).set_display_name("train fusion"))
+        ev = setup("evaluate", evaluate(bundles=dsl.Collected(fu.outputs["bundle"]), eval_uris=eval_uris,
+                                        **common).set_display_name("evaluate on eval_uris"))
         agg = setup("aggregate", aggregate(transformer_results=dsl.Collected(tr.outputs["result"]),
                                            gnn_results=dsl.Collected(gn.outputs["result"]),
-                                           fusion_results=dsl.Collected(fu.outputs["result"])
+                                           fusion_results=dsl.Collected(fu.outputs["result"]),
+                                           external=ev.outputs["evaluation"]
                                            ).set_display_name("aggregate"))
         return Outputs(summary=agg.outputs["summary"], report=agg.outputs["report"],
                        report_html=agg.outputs["report_html"])

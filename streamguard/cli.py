@@ -91,11 +91,68 @@ def cmd_train(args) -> None:
 def cmd_aggregate(args) -> None:
     from streamguard.aggregate import aggregate
 
-    summary = aggregate(args.results, args.output)
+    summary = aggregate(args.results, args.output, external_dir=args.external or None)
     for fam, m in summary["models"].items():
         print(f"{fam:12s} test F1 {m['mean']['f1']:.4f} ± {m['std']['f1']:.4f} "
               f"({m['n_seeds']} seeds, best {m['best_seed']})")
     print(f"summary: {os.path.join(args.output, 'production_summary.json')}")
+
+
+def _threads(args) -> None:
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def cmd_bundle(args) -> None:
+    from streamguard.bundle import write_bundle
+
+    dirs = {name: getattr(args, f"{name}_dir") for name in families.names() if getattr(args, f"{name}_dir")}
+    m = write_bundle(args.output, dirs, data_dir=args.data or None)
+    print(f"bundle {args.output}: {', '.join(m['families'])} (seed {m['card']['seed']}, {m['head']} threshold "
+          f"{m['thresholds'][m['head']]:.3f})")
+
+
+def cmd_predict(args) -> None:
+    _threads(args)
+    from streamguard.predict import predict
+
+    cfg = _config(args)
+    r = predict(args.bundle, args.input, args.output, fmt=args.format, split=args.split, batch_size=args.batch_size,
+                max_func_bytes=cfg.data.max_func_bytes, store_settings=cfg.store)
+    print(f"scored {r['scored']} functions ({r['flagged']} at or above the {r['head']} threshold "
+          f"{r['thresholds'][r['head']]:.3f}; {r['quarantined']} bad rows quarantined): "
+          f"{os.path.join(args.output, 'predictions.jsonl')}")
+
+
+def cmd_evaluate(args) -> None:
+    _threads(args)
+    from streamguard.evaluate import evaluate
+
+    cfg = _config(args)
+    r = evaluate(args.bundle, args.data, args.output, cfg, name=args.name or None, fmt=args.format, split=args.split,
+                 batch_size=args.batch_size)
+    c = r["counts"]
+    print(f"evaluated {c['evaluated']} functions ({c['training_overlap']} also in training removed, "
+          f"{c['pairs']} pairs):")
+    for fam, m in r["metrics"].items():
+        pairs = f", P-C {m['pair_correct']:.4f}" if "pair_correct" in m else ""
+        print(f"  {fam:12s} F1 {m['f1']:.4f}, ROC-AUC {m['roc_auc']:.4f}, VD-S {m['vd_s']:.4f}{pairs}")
+    print(f"evaluation: {os.path.join(args.output, 'evaluation.json')} (and evaluation.md)")
+
+
+def cmd_scan(args) -> None:
+    _threads(args)
+    from streamguard.scan import format_table, scan, summary_line
+
+    cfg = _config(args)
+    r = scan(args.paths, args.bundle, args.output, changed_since=args.changed_since or None,
+             threshold=args.threshold, max_file_bytes=args.max_file_bytes, root=args.root or None,
+             batch_size=args.batch_size, store_settings=cfg.store)
+    if args.top >= 0:
+        print(format_table(r, args.top))
+    print(summary_line(r))
 
 
 def _common(p: argparse.ArgumentParser, store: bool = False) -> None:
@@ -168,9 +225,68 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, store=True)
         p.set_defaults(fn=cmd_train, family=name)
 
+    p = sub.add_parser("bundle", help="one seed's models in one self-contained bundle (predict, evaluate, scan)",
+                       description="Copy a head model and every model it is built on into a bundle directory "
+                                   "with its manifest (bundle.json).")
+    for name in families.names():
+        p.add_argument(f"--{name}-dir", default="", help=f"the {name} model directory (from train-{name})")
+    p.add_argument("--data", default="", help="the ingested data the models were trained on (its training split "
+                                              "is what evaluate removes from other datasets)")
+    p.add_argument("--output", required=True, help="bundle directory to write")
+    p.set_defaults(fn=cmd_bundle)
+
+    def bundle_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bundle", required=True, help="bundle: a directory or s3://bucket/prefix")
+        p.add_argument("--batch-size", type=int, default=64, help="functions scored per step (default 64)")
+        p.add_argument("--threads", type=int, default=0,
+                       help="torch CPU threads (default 0: torch's, one per core; 1 is faster on a busy machine)")
+
+    p = sub.add_parser("predict", help="score functions with a bundle: predictions.jsonl",
+                       description="Score every valid function of a dataset (any ingest format; target optional) "
+                                   "or an ingested directory; bad rows go to quarantine.jsonl.")
+    bundle_opts(p)
+    p.add_argument("--input", required=True, help="functions: file, directory, URL, s3:// URI or ingested directory")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--format", default="auto", help="input format (as ingest: auto, codexglue, devign, ...)")
+    p.add_argument("--split", default="all", help="of an ingested directory: all (default), train, valid or test")
+    _common(p)
+    p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="every metric of a bundle on another dataset (JSON + Markdown)",
+                       description="Ingest a dataset with the training hygiene, remove functions seen in training, "
+                                   "and compute every metric (pair metrics with pair_id) per family.")
+    bundle_opts(p)
+    p.add_argument("--data", required=True, help="dataset (any ingest input) or an ingested directory")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--name", default="", help="the dataset's name in reports (default: from its file name)")
+    p.add_argument("--format", default="auto", help="input format (as ingest)")
+    p.add_argument("--split", default="all", help="which splits to evaluate: all (default), train, valid or test")
+    _common(p)
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("scan", help="score every function of a C code base: table, JSON, SARIF 2.1.0",
+                       description="Walk .c/.h files, extract every function with tree-sitter, score them with a "
+                                   "bundle; write scan.json and scan.sarif.")
+    bundle_opts(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    p.add_argument("--output", default="streamguard-scan", help="directory for scan.json and scan.sarif "
+                                                                "(default: ./streamguard-scan)")
+    p.add_argument("--changed-since", default="", metavar="REV",
+                   help="score only functions a change since this git revision touched")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="report functions scoring at least this (default: the bundle's validation-tuned one)")
+    p.add_argument("--max-file-bytes", type=int, default=1 << 20,
+                   help="skip larger files as too_large (default 1048576 = 1 MiB)")
+    p.add_argument("--root", default="", help="file locations are relative to this (default: current directory)")
+    p.add_argument("--top", type=int, default=20, help="table rows (default 20; 0: all; -1: no table)")
+    _common(p)
+    p.set_defaults(fn=cmd_scan)
+
     p = sub.add_parser("aggregate", help="mean ± std over seeds: production_summary.json and reports",
                        description="Recompute metrics from each result's predictions and aggregate over seeds.")
     p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--external", default="", metavar="DIR",
+                   help="external evaluations (the pipeline's evaluate step output): external.<name>")
     p.add_argument("results", nargs="+", help="result directories from the train-* commands")
     p.set_defaults(fn=cmd_aggregate)
     return ap

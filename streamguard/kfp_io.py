@@ -43,12 +43,37 @@ def annotate(artifact: Any, card: dict[str, Any]) -> None:
     })
 
 
+def write_bundle_artifact(family: str, bundle: Any, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Fill a KFP ``Model`` artifact with the bundle of ``family``'s just-trained ``model`` and the models it is
+    built on (its input artifacts named after those families); returns the manifest."""
+    from streamguard import families
+    from streamguard.bundle import members, write_bundle
+
+    dirs = {name: inputs[name].path for name in members(family) if name != family}
+    manifest = write_bundle(bundle.path, {**dirs, family: model.path}, data_dir=inputs["data"].path,
+                            lineage={"kfp": {name: getattr(a, "uri", None) for name, a in {**inputs, family: model}
+                                             .items() if name == "data" or name in families.names()}})
+    head = manifest["head"]
+    bundle.metadata.update({
+        "format": manifest["format"], "head": head, "families": ",".join(manifest["families"]),
+        "seed": manifest["card"]["seed"], "threshold": manifest["thresholds"][head],
+        "valid_f1": (manifest["card"]["metrics"][head].get("valid") or {}).get("f1"),
+        "test_f1": (manifest["card"]["metrics"][head].get("test") or {}).get("f1"),
+        "graph_builder": manifest["graph_builder"], "data_fingerprint": manifest["card"]["data_fingerprint"],
+        "code_version": manifest["card"]["code_version"],
+    })
+    return manifest
+
+
 def train_and_log(family: str, *, seed: int, profile: str, overrides: dict, store_uri: str, run_key: str,
-                  model: Any, result: Any, metrics: Any, cls_metrics: Any, **inputs: Any) -> dict[str, Any]:
+                  model: Any, result: Any, metrics: Any, cls_metrics: Any, bundle: Any = None,
+                  **inputs: Any) -> dict[str, Any]:
     """The body of the training components: train one family for one seed, then fill the artifacts.
 
     ``inputs``: the family's input artifacts by name -- ``data`` and one per entry of the family's
     ``inputs`` (``graphs``, ``transformer``, ``gnn`` …); their ``.path`` is what training reads.
+    ``bundle``: an ``Output[Model]`` to fill with the bundle of this model and the models it is built on
+    (:func:`write_bundle_artifact`).
     """
     from streamguard import training
     from streamguard.config import load_config
@@ -72,4 +97,6 @@ def train_and_log(family: str, *, seed: int, profile: str, overrides: dict, stor
     log_classification(cls_metrics, y, p, card["threshold"])
     annotate(model, card)
     annotate(result, card)
+    if bundle is not None:
+        run_stage(lambda: write_bundle_artifact(family, bundle, model, inputs))
     return card

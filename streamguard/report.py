@@ -33,6 +33,51 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+EXTERNAL_COLS = (("f1", "F1"), ("precision", "precision"), ("recall", "recall"), ("roc_auc", "ROC-AUC"),
+                 ("vd_s", "VD-S"), ("pair_correct", "P-C"), ("pair_vulnerable", "P-V"), ("pair_benign", "P-B"),
+                 ("pair_reversed", "P-R"))
+
+
+def _external_rows(summary: dict[str, Any]):
+    """Per external dataset: its heading and one ``(family, seeds, cells)`` row per model."""
+    for name, e in summary.get("external", {}).items():
+        counts = list(e["counts"].values())
+        c = counts[0] if counts else {}
+        head = (f"{name} (`{e['uri']}`): {c.get('evaluated')} functions evaluated, {c.get('training_overlap')} "
+                f"also in the training split removed, {c.get('pairs')} vulnerable/fixed pairs")
+        rows = []
+        for fam, m in e["models"].items():
+            rows.append((fam, m["n_seeds"], [f"{_f(m['mean'][k])} ± {_f(m['std'][k])}" if k in m["mean"] else "–"
+                                             for k, _ in EXTERNAL_COLS]))
+        yield head, rows
+
+
+def render_external_markdown(summary: dict[str, Any]) -> str:
+    """The external evaluations (``eval_uris``) section; empty without any."""
+    if not summary.get("external"):
+        return ""
+    lines = ["", "## External evaluations, mean ± std over seeds", ""]
+    for head, rows in _external_rows(summary):
+        lines += [f"### {head}", "", "| model | seeds | " + " | ".join(h for _, h in EXTERNAL_COLS) + " |",
+                  "|---|---|" + "---|" * len(EXTERNAL_COLS)]
+        lines += [f"| {fam} | {n} | " + " | ".join(cells) + " |" for fam, n, cells in rows]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def render_external_html(summary: dict[str, Any]) -> str:
+    if not summary.get("external"):
+        return ""
+    parts = ["<h2>External evaluations, mean ± std over seeds</h2>"]
+    for head, rows in _external_rows(summary):
+        parts.append(f"<h3>{html.escape(head)}</h3><table><tr><th>model</th><th>seeds</th>"
+                     + "".join(f"<th>{h}</th>" for _, h in EXTERNAL_COLS) + "</tr>")
+        parts += [f"<tr><td>{fam}</td><td>{n}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+                  for fam, n, cells in rows]
+        parts.append("</table>")
+    return "".join(parts)
+
+
 def _svg_curve(series: list[tuple[str, list[float], list[float]]], xlabel: str, ylabel: str) -> str:
     """A unit-square line plot (ticks at 0, 0.5, 1; legend under the axes) as inline SVG.
 

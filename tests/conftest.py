@@ -87,3 +87,34 @@ def tiny_data(tmp_path_factory):
     ingest(str(root / "raw.jsonl"), str(root / "data"), cfg.data)
     build_graphs(root / "data", root / "graphs", workers=1)
     return root / "data", root / "graphs", cfg
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One seed's transformer, GNN and fusion trained (`test` profile) on 240 synthetic functions, and their
+    bundle: ``SimpleNamespace(data, graphs, models={family: dir}, results={family: dir}, bundle, cfg)``.
+    Shared by the session (~30 s once): read it, never write it."""
+    from types import SimpleNamespace
+
+    from streamguard import families, training
+    from streamguard.bundle import write_bundle
+    from streamguard.config import load_config
+    from streamguard.data.ingest import ingest
+    from streamguard.data.synthetic import write_demo_dataset
+    from streamguard.graphs import build_graphs
+
+    root = tmp_path_factory.mktemp("trained")
+    cfg = load_config("test")
+    write_demo_dataset(root / "raw.jsonl", n=240, seed=3)
+    ingest(str(root / "raw.jsonl"), str(root / "data"), cfg.data)
+    build_graphs(root / "data", root / "graphs", workers=1)
+    models, results = {}, {}
+    for name in families.names():
+        fam = families.get(name)
+        inputs = {"data": root / "data", "graphs": root / "graphs", **models}
+        models[name], results[name] = root / "models" / name, root / "results" / name
+        training.train(name, {k: inputs[k] for k in ["data", *(i.name for i in fam.inputs)]}, models[name],
+                       results[name], seed=42, cfg=cfg)
+    write_bundle(root / "bundle", models, data_dir=root / "data")
+    return SimpleNamespace(data=root / "data", graphs=root / "graphs", models=models, results=results,
+                           bundle=root / "bundle", cfg=cfg)

@@ -43,10 +43,16 @@ def _key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def code_key(code: str) -> str:
+    """The key two functions share when they are the same code up to comments and whitespace (what
+    ``deduplicate`` and ``leakage`` compare; a bundle lists its training split's keys)."""
+    return _key(normalise(code))
+
+
 def deduplicate(samples: Sequence[Sample], order: Sequence[int] | None = None) -> tuple[list[int], list[dict], dict]:
     """Indices of samples to keep (in input order), the removals, and counts per step."""
     order = list(range(len(samples))) if order is None else list(order)
-    norm = [_key(normalise(s.func)) for s in samples]
+    norm = [code_key(s.func) for s in samples]
     exact = [_key(s.func) for s in samples]
     labels: dict[str, set[int]] = defaultdict(set)
     for i, s in enumerate(samples):
@@ -88,7 +94,7 @@ def deduplicate(samples: Sequence[Sample], order: Sequence[int] | None = None) -
 
 def leakage(splits: dict[str, Sequence[Sample]]) -> dict[str, int]:
     """Number of normalised functions shared by each pair of splits."""
-    keys = {name: {_key(normalise(s.func)) for s in ss} for name, ss in splits.items()}
+    keys = {name: {code_key(s.func) for s in ss} for name, ss in splits.items()}
     names = list(splits)
     return {f"{a}/{b}": len(keys[a] & keys[b]) for i, a in enumerate(names) for b in names[i + 1:]}
 

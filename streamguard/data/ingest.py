@@ -31,11 +31,11 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamguard.config import DataConfig, TransformerConfig
 from streamguard.data import hygiene, views
-from streamguard.data.loaders import Row, fetch, load, to_sample
+from streamguard.data.loaders import Row, fetch, is_missing, load, to_sample
 from streamguard.data.samples import SPLITS, Sample, fingerprint, write_samples
 from streamguard.data.splits import make_split
 from streamguard.errors import UserError
@@ -44,12 +44,51 @@ from streamguard.jsonio import write_bytes_atomic, write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def _jsonl_bytes(rows: list[dict]) -> bytes:
+def jsonl_bytes(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
 def _quarantine_record(row: Row, reason: str, detail: str) -> dict:
     return {"source": row.source, "line": row.line, "reason": reason, "detail": detail, "excerpt": row.raw}
+
+
+class ValidRows(NamedTuple):
+    samples: list[Sample]
+    splits: list[str | None]
+    """Published split of each sample (None: the input carries none)."""
+    labelled: list[bool]
+    """Whether each sample's row had a label (always, unless ``require_target=False``)."""
+    quarantine: list[dict]
+    """One record per bad row: ``source``, ``line``, ``reason``, ``detail``, ``excerpt``."""
+
+
+def valid_rows(rows: list[Row], max_func_bytes: int, require_target: bool = True) -> ValidRows:
+    """The rows that make valid Samples, and the quarantine records of the others (unreadable, invalid,
+    a repeated ``id``). ``require_target=False`` (``predict``: functions whose label nobody knows yet) lets
+    a row without ``target`` through with target 0 and ``labelled`` False; a bad target is still bad."""
+    out = ValidRows([], [], [], [])
+    seen_ids: dict[str, Row] = {}
+    for row in rows:
+        if row.error is not None:
+            out.quarantine.append(_quarantine_record(row, *row.error))
+            continue
+        data, labelled = row.data, True
+        if not require_target and is_missing(data.get("target")):
+            data, labelled = {**data, "target": 0}, False
+        res = to_sample(data, max_func_bytes)
+        if isinstance(res, tuple):
+            out.quarantine.append(_quarantine_record(row, *res))
+            continue
+        if res.id in seen_ids:
+            first = seen_ids[res.id]
+            out.quarantine.append(_quarantine_record(row, "duplicate_id",
+                                                     f"id {res.id!r} already used at {first.source}:{first.line}"))
+            continue
+        seen_ids[res.id] = row
+        out.samples.append(res)
+        out.splits.append(row.split)
+        out.labelled.append(labelled)
+    return out
 
 
 def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
@@ -75,32 +114,14 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
     with fetch(str(input_path), store_settings) as local:
         loaded = load(local, fmt, display=str(input_path))
 
-    samples: list[Sample] = []
-    published: list[str | None] = []
-    quarantine: list[dict] = []
-    seen_ids: dict[str, Row] = {}
-    for row in loaded.rows:
-        if row.error is not None:
-            quarantine.append(_quarantine_record(row, *row.error))
-            continue
-        res = to_sample(row.data, cfg.max_func_bytes)
-        if isinstance(res, tuple):
-            quarantine.append(_quarantine_record(row, *res))
-            continue
-        if res.id in seen_ids:
-            first = seen_ids[res.id]
-            quarantine.append(_quarantine_record(row, "duplicate_id",
-                                                 f"id {res.id!r} already used at {first.source}:{first.line}"))
-            continue
-        seen_ids[res.id] = row
-        samples.append(res)
-        published.append(row.split)
+    valid = valid_rows(loaded.rows, cfg.max_func_bytes)
+    samples, published, quarantine = valid.samples, valid.splits, valid.quarantine
 
     n_rows = len(loaded.rows)
     n_bad = len(quarantine)
     if n_rows == 0:
         raise UserError(f"{input_path}: no rows (empty input)")
-    write_bytes_atomic(out / "quarantine.jsonl", _jsonl_bytes(quarantine))
+    write_bytes_atomic(out / "quarantine.jsonl", jsonl_bytes(quarantine))
     share = n_bad / n_rows
     bad_by_reason = dict(sorted(Counter(q["reason"] for q in quarantine).items()))
     if share > cfg.max_bad_share:
@@ -134,7 +155,7 @@ def ingest(input_path: str, out_dir: str, cfg: DataConfig, fmt: str = "auto", *,
 
     for s in SPLITS:
         write_samples(out / f"{s}.jsonl", splits[s])
-    write_bytes_atomic(out / "removed.jsonl", _jsonl_bytes(removed))
+    write_bytes_atomic(out / "removed.jsonl", jsonl_bytes(removed))
 
     counts = {s: len(splits[s]) for s in SPLITS}
     balance = {}

@@ -275,7 +275,7 @@ def _detect_file(path: Path) -> str:
         return "primevul"
     objs = _first_objects(path)
     keys = set().union(*objs) if objs else set()
-    if {"func", "target"} <= keys:
+    if "func" in keys:  # rows without "target" are read too: ingest quarantines them, predict scores them
         if keys & {"func_hash", "cve_desc", "nvd_url", "file_hash"}:
             return "primevul"
         if "hash" in keys and keys & {"size", "message"}:
@@ -283,7 +283,7 @@ def _detect_file(path: Path) -> str:
         return "codexglue"
     if {"func_before", "vul"} & keys:
         raise UserError(f"{path}: looks like BigVul but is not CSV; BigVul is read from its CSV file")
-    raise UserError(f"{path}: cannot detect the format (no JSON rows with 'func' and 'target'); "
+    raise UserError(f"{path}: cannot detect the format (no JSON rows with 'func'); "
                     f"name it with --format ({', '.join(FORMATS)})")
 
 
@@ -373,6 +373,11 @@ def _map_common(obj: dict, id_value: Any) -> dict[str, Any]:
 
 
 _MISSING = object()
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a mapped field (``Row.data[...]``) is absent from its row or null."""
+    return value is _MISSING or value is None
 
 
 def _read_jsonl(path: Path, source: str, fmt: str, split: str | None, id_prefix: str) -> list[Row]:

@@ -113,6 +113,27 @@ def pair_metrics(pairs: Sequence[tuple[int, int]]) -> dict[str, float]:
     return {"pairs": n, **{k: v / n for k, v in c.items()}}
 
 
+def pairs_from_predictions(labels, preds, pair_ids: Sequence) -> list[tuple[int, int]]:
+    """(prediction on the vulnerable version, prediction on the fixed version) for each complete pair."""
+    by_pair: dict[str, dict[int, int]] = {}
+    for y, pred, pid in zip(labels, preds, pair_ids):
+        if pid is not None:
+            by_pair.setdefault(str(pid), {})[int(y)] = int(pred)
+    return [(v[1], v[0]) for v in by_pair.values() if 0 in v and 1 in v]
+
+
+def all_metrics(y_true, prob, threshold: float, pair_ids: Sequence | None = None) -> dict[str, float]:
+    """:func:`compute_metrics` at ``threshold``, plus :func:`pair_metrics` when ``pair_ids`` (None where a
+    sample has no pair) make at least one complete vulnerable/fixed pair."""
+    y, p = _arrays(y_true, prob)
+    out = compute_metrics(y, p, threshold)
+    if pair_ids is not None:
+        pairs = pairs_from_predictions(y, (p >= threshold).astype(np.int64), pair_ids)
+        if pairs:
+            out.update(pair_metrics(pairs))
+    return out
+
+
 def curves(y_true, prob, max_points: int = 200) -> dict[str, list[float]]:
     """ROC and PR curves (downsampled) for reports and KFP ClassificationMetrics."""
     y, p = _arrays(y_true, prob)

@@ -8,18 +8,28 @@ batches. Everything else -- the engine, the checkpoint, the LR decision, the
 outputs, the CLI and the pipeline's training components -- is shared and goes
 through :func:`streamguard.training.train`. A family is a plain object (no base
 class to inherit); the registry is in :mod:`streamguard.families`.
+
+Inference (``streamguard predict | evaluate | scan``, :mod:`streamguard.bundle`) asks a
+family for a :class:`Predictor`: its trained model and its *featurisation* -- the one
+function of the family that turns :class:`Functions` (Samples) into the items its model
+reads. ``datasets`` goes through that same function, so a model scores new functions
+exactly as it was trained and tested.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
+
+from streamguard.errors import UserError
+from streamguard.jsonio import read_json
 
 if TYPE_CHECKING:
     from torch import nn
 
     from streamguard.config import Config, OptimConfig
+    from streamguard.data.samples import Sample
     from streamguard.data.views import View
     from streamguard.smoke import ProbeContext
     from streamguard.storage import ObjectStore
@@ -85,6 +95,92 @@ class Datasets:
     """What making the data produced that ``build``/``collate``/``save`` need (the transformer's tokenizer …)."""
 
 
+class Featurised(NamedTuple):
+    """A family's model inputs for some functions: the items, in order, and the collate that batches them."""
+
+    items: Sequence
+    collate: Callable[[list], dict]
+
+
+class Functions:
+    """Functions to featurise, in order: their Samples, items some family already has for them, and a cache.
+
+    ``given``: items by family name made elsewhere for these same samples, in the same order (training: the
+    GNN's graphs from the ``build-graphs`` shards); a family uses them instead of making its own. ``memo``
+    keeps what a family made, so two families that need it (the GNN and the fusion's GNN branch) make it
+    once per batch of functions.
+    """
+
+    def __init__(self, samples: Sequence[Sample], given: Mapping[str, Sequence] | None = None):
+        self.samples = list(samples)
+        self.given = dict(given or {})
+        for name, items in self.given.items():
+            if len(items) != len(self.samples):
+                raise ValueError(f"given {name} items: {len(items)} for {len(self.samples)} samples")
+        self._memo: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` the first time ``key`` is asked for, the same object afterwards."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+
+@dataclass
+class Predictor:
+    """A trained model of one family, ready to score functions (what a bundle holds per family)."""
+
+    family: str
+    model: nn.Module
+    """Loaded on CPU, in eval mode (``forward(batch) -> logits [B, 2]``)."""
+    featurise: Callable[[Functions], Featurised]
+    """The family's featurisation (the function its ``datasets`` uses), with this model's settings."""
+    card: dict[str, Any]
+    """The model's ``model_card.json`` (threshold, seed, metrics, data fingerprint …)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """What the featurisation depends on (tokenizer and window settings, graph builder and node cap …):
+    recorded in the bundle manifest."""
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold tuned on validation (``prob >= threshold`` is vulnerable)."""
+        return float(self.card["threshold"])
+
+    def embed(self, fns: Functions) -> Any:
+        """``model.embed`` of every function of ``fns`` (``[N, d]`` float, CPU), made once per ``fns``."""
+        def make():
+            items = self.featurise(fns)
+            return embed_items(self.model, items.items, items.collate)
+
+        return fns.memo(f"{self.family}:embed", make)
+
+    def probs(self, fns: Functions) -> Any:
+        """Vulnerable-class probability of every function of ``fns`` (numpy, in order), made once per ``fns``.
+
+        A model with ``classify`` (logits from its ``embed`` output, as its ``forward`` computes them) runs
+        its encoder once for both its own score and the embeddings a head built on it reads."""
+        def make():
+            import numpy as np
+            import torch
+
+            if hasattr(self.model, "embed") and hasattr(self.model, "classify"):
+                emb = self.embed(fns)
+                if not len(emb):
+                    return np.zeros(0)
+                device = next(self.model.parameters()).device
+                with torch.no_grad():
+                    logits = self.model.classify(emb.to(device)).float()
+                return torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
+            items = self.featurise(fns)
+            logits = embed_items(self.model, items.items, items.collate, method="forward")
+            return torch.softmax(logits, dim=-1)[:, 1].numpy() if len(logits) else np.zeros(0)
+
+        return fns.memo(f"{self.family}:probs", make)
+
+
 @runtime_checkable
 class Family(Protocol):
     """One trainable model family. Methods get the :class:`RunContext` of the run they serve."""
@@ -138,6 +234,13 @@ class Family(Protocol):
         """What the model sees of each sample of ``split`` (in split order): a key per sample (equal keys: identical
         inputs), whether it is truncated, the setting that shows more, and each sample's cost (the tiny overfit
         draws distinct, cheap samples; pre-flight's data check counts identical pairs)."""
+    def predictor(self, model_dir: str | Path, requires: Mapping[str, Predictor]) -> Predictor:
+        """The model in ``model_dir`` (``save`` + ``model_card.json``) as a :class:`Predictor`.
+
+        ``requires``: the predictors of the families in :attr:`requires` (fusion: the transformer's and
+        the GNN's of the same seed), already loaded. Refuses (:class:`UserError`, one line) a model whose
+        featurisation this code cannot reproduce (e.g. another graph builder version).
+        """
         ...
 
     def smoke_batches(self, ctx: ProbeContext, indices: list[int], batch_size: int) -> tuple[nn.Module, list[dict]]:
@@ -147,6 +250,42 @@ class Family(Protocol):
     def memory_batch(self, ctx: ProbeContext, batch_size: int) -> tuple[nn.Module, dict, dict[str, Any]]:
         """The model, one batch of ``batch_size`` of its largest train items, and that batch's shape."""
         ...
+
+
+EMBED_BATCH = 64
+"""Items per forward pass when a trained model embeds or scores functions."""
+
+
+def embed_items(model: nn.Module, items: Sequence, collate: Callable[[list], dict],
+                batch_size: int = EMBED_BATCH, method: str = "embed") -> Any:
+    """``model.embed`` (or another ``method`` of it: ``forward`` gives logits) of every item (``[N, d]``
+    float32 on CPU, in order), ``batch_size`` items a pass, in eval mode under ``no_grad``; every module's
+    train/eval mode is restored afterwards (a loaded HF model is in eval mode inside a training wrapper)."""
+    import torch
+
+    from streamguard.train.interface import move_to
+
+    modes = [(m, m.training) for m in model.modules()]
+    device = next(model.parameters()).device
+    out = []
+    try:
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(items), batch_size):
+                batch = collate([items[i] for i in range(start, min(start + batch_size, len(items)))])
+                out.append(getattr(model, method)(move_to(batch, device)).float().cpu())
+    finally:
+        for m, training in modes:
+            m.training = training
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """A trained model's ``model_card.json``; a missing one is a UserError naming the directory."""
+    card = Path(model_dir) / "model_card.json"
+    if not card.is_file():
+        raise UserError(f"{card}: missing; {model_dir} is not a model directory written by `streamguard train-*`")
+    return read_json(card)
 
 
 def chunks(items: list, size: int) -> list[list]:

@@ -11,29 +11,35 @@ process computes) and the shards are gathered, so all ranks train on the same
 features for 1/W of the embedding time.
 Saved as ``model.pt`` + ``config.json`` (the ``fusion`` config and the feature
 dims).
+
+Featurisation (:func:`fused_items`): the two encoders' predictors featurise the
+functions their own way (tokens; graphs from the shards or built on the fly) and
+:func:`encoder_features` embeds them; training and inference both go through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from streamguard.data.samples import SPLITS, read_split
 from streamguard.errors import UserError
 from streamguard.families import gnn, transformer
-from streamguard.families.base import GRAPHS, Datasets, Input, RunContext, chunks
+from streamguard.families.base import (
+    EMBED_BATCH,
+    GRAPHS,
+    Datasets,
+    Featurised,
+    Functions,
+    Input,
+    Predictor,
+    RunContext,
+    chunks,
+    embed_items,
+    read_card,
+)
 from streamguard.jsonio import read_json, write_json_atomic
-
-EMBED_BATCH = 64
-"""Items per forward pass when the encoders embed the samples."""
-
-
-def _embed(model, items: list, collate, batch_size: int):
-    import torch
-
-    out = [model.embed(collate(c)).float() for c in chunks(items, batch_size)]
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 def encoder_features(tmodel, token_items: list, token_collate, gmodel, graphs: list,
@@ -42,36 +48,38 @@ def encoder_features(tmodel, token_items: list, token_collate, gmodel, graphs: l
 
     ``token_items`` and ``graphs`` are the same N samples in the same order. The
     encoders run in eval mode under ``no_grad``; every module's train/eval mode is
-    restored afterwards (a loaded HF model is in eval mode inside a training wrapper).
+    restored afterwards (:func:`~streamguard.families.base.embed_items`).
     """
     import torch
 
     from streamguard.models.gnn import gnn_collate
 
-    modes = [(m, m.training) for model in (tmodel, gmodel) for m in model.modules()]
-    try:
-        tmodel.eval()
-        gmodel.eval()
-        with torch.no_grad():
-            t = _embed(tmodel, token_items, token_collate, batch_size)
-            g = _embed(gmodel, graphs, gnn_collate, batch_size)
-    finally:
-        for m, training in modes:
-            m.training = training
-    return torch.cat([t, g], dim=1)
+    return torch.cat([embed_items(tmodel, token_items, token_collate, batch_size),
+                      embed_items(gmodel, graphs, gnn_collate, batch_size)], dim=1)
 
 
-def split_features(tmodel, tds, gmodel, graphs: list):
-    """:func:`encoder_features` of a whole split (``tds``: its ``TokenDataset``; ``graphs`` in the same order);
-    distributed, each rank embeds its shard and the shards are gathered (every rank gets the whole split)."""
+def fused_items(encoders: Mapping[str, Predictor], fns: Functions) -> list[dict]:
+    """The fusion's items for ``fns``: ``{"features": [d_t + d_g], "labels"}``, the trained transformer's and
+    GNN's embeddings of each function as those families featurise it (``Predictor.embed``: the same
+    :func:`~streamguard.families.base.embed_items` as :func:`encoder_features`; made once per ``fns``, so
+    scoring the encoders themselves reuses them)."""
     import torch
 
+    feats = torch.cat([encoders["transformer"].embed(fns), encoders["gnn"].embed(fns)], dim=1)
+    return [{"features": f, "labels": x.target} for f, x in zip(feats, fns.samples)]
+
+
+def split_items(encoders: Mapping[str, Predictor], samples: list, graphs: list) -> list[dict]:
+    """:func:`fused_items` of a whole split (``graphs``: its GNN graphs, in the same order); distributed, each
+    rank featurises its shard (whole ``EMBED_BATCH`` chunks, so every feature is what one process computes)
+    and the shards are gathered (every rank gets the whole split)."""
     from streamguard.train import distributed
 
     parts = distributed.context().gather_shards(
-        lambda part: encoder_features(tmodel, [tds[i] for i in part], tds.collate, gmodel,
-                                      graphs[part.start:part.stop]), len(tds), align=EMBED_BATCH)
-    return torch.cat(parts) if parts else torch.zeros(0)
+        lambda part: fused_items(encoders, Functions(samples[part.start:part.stop],
+                                                     given={gnn.NAME: graphs[part.start:part.stop]})),
+        len(samples), align=EMBED_BATCH)
+    return [item for part in parts for item in part]
 
 
 def head(cfg, seed: int, transformer_dim: int, gnn_dim: int):
@@ -112,24 +120,17 @@ class FusionFamily:
                                     "models from another dataset")
 
     def datasets(self, run: RunContext) -> Datasets:
-        from streamguard.models.transformer import TokenDataset, load_tokenizer
+        from streamguard.families import get
 
         self._check_encoders(run)
-        tdir, gdir = run.inputs["transformer"], run.inputs["gnn"]
-        tmax = read_json(Path(tdir) / "model_card.json").get("max_length", run.cfg.transformer.max_length)
-        tok = load_tokenizer(tdir, tmax)
-        tmodel = transformer.FAMILY.load(tdir)
-        gmodel = gnn.FAMILY.load(gdir)
-        graphs = gnn.graph_splits(run.inputs["graphs"], run.data_dir)
-        data, samples = {}, {}
-        for s in SPLITS:
-            samples[s] = read_split(run.data_dir, s)
-            tds = TokenDataset([x.func for x in samples[s]], [x.target for x in samples[s]], tok, tmodel.windowing)
-            feats = split_features(tmodel, tds, gmodel, graphs[s])
-            data[s] = [{"features": f, "labels": x.target} for f, x in zip(feats, samples[s])]
+        encoders = {name: get(name).predictor(run.inputs[name], {}) for name in self.requires}
+        gnn.shard_settings(run.inputs["graphs"])
+        samples = {s: read_split(run.data_dir, s) for s in SPLITS}
+        graphs = gnn.graph_splits(run.inputs["graphs"], run.data_dir, samples)
+        data = {s: split_items(encoders, samples[s], graphs[s]) for s in SPLITS}
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
                         test_ids=[x.id for x in samples["test"]], test_pair_ids=[x.pair_id for x in samples["test"]],
-                        parts={"transformer_dim": tmodel.hidden_size})
+                        parts={"transformer_dim": encoders["transformer"].model.hidden_size})
 
     def build(self, run: RunContext, data: Datasets):
         tdim = data.parts["transformer_dim"]
@@ -172,6 +173,27 @@ class FusionFamily:
         from streamguard.data.views import combine
 
         return combine("fusion", transformer.FAMILY.views(ctx, split), gnn.FAMILY.views(ctx, split))
+
+    def predictor(self, model_dir: str | Path, requires: Mapping[str, Predictor]) -> Predictor:
+        from streamguard.models.fusion import features_collate
+
+        card = read_card(model_dir)
+        encoders = {name: requires[name] for name in self.requires}
+        for name, p in encoders.items():
+            if p.card.get("data_fingerprint") != card.get("data_fingerprint"):
+                raise UserError(f"{Path(model_dir) / 'model_card.json'}: data_fingerprint "
+                                f"{card.get('data_fingerprint')!r} differs from its {name}'s "
+                                f"{p.card.get('data_fingerprint')!r}: encoders from another training run")
+        model = self.load(model_dir)
+        dims = (encoders["transformer"].model.hidden_size, int(encoders["gnn"].model.cfg.hidden))
+        if tuple(model.dims) != dims:
+            raise UserError(f"{Path(model_dir) / 'config.json'}: dims {list(model.dims)} do not match its encoders' "
+                            f"embeddings {list(dims)}")
+
+        def featurise(fns: Functions) -> Featurised:
+            return fns.memo(self.name, lambda: Featurised(fused_items(encoders, fns), features_collate))
+
+        return Predictor(self.name, model, featurise, card, {"dims": list(dims)})
 
     def smoke_batches(self, ctx, indices: list[int], batch_size: int):
         from streamguard.models.fusion import features_collate

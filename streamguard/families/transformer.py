@@ -11,17 +11,46 @@ functions' total length (so by window count). Saved in ``save_pretrained`` form
 with the tokenizer (the encoder and head loadable by ``transformers`` alone), the
 window settings in its ``config.json`` and the window pooling in
 ``window_pooling.pt``.
+
+Featurisation (:func:`token_dataset`): the one place Samples become token items --
+the training splits, the probes, the fusion's transformer branch and inference
+(:meth:`TransformerFamily.predictor`, with the tokenizer and window settings saved with the model).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
-from streamguard.data.samples import SPLITS, read_split
+from streamguard.data.samples import SPLITS, Sample, read_split
 from streamguard.errors import UserError
-from streamguard.families.base import Datasets, Input, RunContext, chunks
+from streamguard.families.base import (
+    Datasets,
+    Featurised,
+    Functions,
+    Input,
+    Predictor,
+    RunContext,
+    chunks,
+    read_card,
+)
+
+FEATURISE_SETTINGS = ("max_length",)
+"""``model_card.json`` entries the featurisation depends on (written by ``card_extra``, read by ``predictor``)."""
+
+
+def token_dataset(tokenizer, win, samples: Sequence[Sample]):
+    """The token items of ``samples``: a ``TokenDataset`` of each function's windows (``win``: a ``Windowing``,
+    the run's config in training, the one saved with the model in inference)."""
+    from streamguard.models.transformer import TokenDataset
+
+    return TokenDataset([s.func for s in samples], [s.target for s in samples], tokenizer, win)
+
+
+def featurise_settings(cfg) -> dict[str, Any]:
+    """The featurisation settings of a training run (its ``transformer`` config)."""
+    return {k: getattr(cfg.transformer, k) for k in FEATURISE_SETTINGS}
 
 
 def _resolve_pretrained(name: str, store, cache_dir: Path) -> str:
@@ -88,14 +117,14 @@ class ProbeParts(NamedTuple):
 def probe_parts(ctx) -> ProbeParts:
     """The transformer and tokenizer as training starts them, and the train split; built once per ProbeContext."""
     def build() -> ProbeParts:
-        from streamguard.models.transformer import TokenDataset, load_tokenizer
+        from streamguard.models.transformer import load_tokenizer
 
         samples = ctx.train_samples()
-        texts, max_length = [s.func for s in samples], ctx.cfg.transformer.max_length
-        ckpt = checkpoint(ctx.cfg, texts, ctx.seed, ctx.workdir, ctx.store)
+        samples = ctx.train_samples()
+        ckpt = checkpoint(ctx.cfg, [s.func for s in samples], ctx.seed, ctx.workdir, ctx.store)
         model = classifier(ckpt, ctx.seed, ctx.cfg)
-        tok = load_tokenizer(ckpt, max_length)
-        return ProbeParts(model, tok, TokenDataset(texts, [s.target for s in samples], tok, model.windowing))
+        tok = load_tokenizer(ckpt, featurise_settings(ctx.cfg)["max_length"])
+        return ProbeParts(model, tok, token_dataset(tok, model.windowing, samples))
 
     return ctx.cached("transformer", build)
 
@@ -107,11 +136,7 @@ def split_dataset(ctx, split: str):
         return parts.dataset
 
     def build():
-        from streamguard.models.transformer import TokenDataset
-
-        samples = ctx.samples(split)
-        return TokenDataset([s.func for s in samples], [s.target for s in samples], parts.tokenizer,
-                            parts.model.windowing)
+        return token_dataset(parts.tokenizer, parts.model.windowing, ctx.samples(split))
 
     return ctx.cached(f"transformer:{split}", build)
 
@@ -126,14 +151,13 @@ class TransformerFamily:
         return cfg.transformer
 
     def datasets(self, run: RunContext) -> Datasets:
-        from streamguard.models.transformer import TokenDataset, load_tokenizer
+        from streamguard.models.transformer import load_tokenizer
 
-        tc = run.cfg.transformer
         win = windowing(run.cfg)
         splits = {s: read_split(run.data_dir, s) for s in SPLITS}
         ckpt = checkpoint(run.cfg, [s.func for s in splits["train"]], run.seed, run.workdir, run.store)
-        tok = load_tokenizer(ckpt, tc.max_length)
-        data = {s: TokenDataset([x.func for x in v], [x.target for x in v], tok, win) for s, v in splits.items()}
+        tok = load_tokenizer(ckpt, featurise_settings(run.cfg)["max_length"])
+        data = {s: token_dataset(tok, win, v) for s, v in splits.items()}
         return Datasets(train=data["train"], valid=data["valid"], test=data["test"],
                         test_ids=[s.id for s in splits["test"]], test_pair_ids=[s.pair_id for s in splits["test"]],
                         lengths=data["train"].lengths,
@@ -159,7 +183,7 @@ class TransformerFamily:
         model.save(model_dir, data.parts["tokenizer"])
 
     def card_extra(self, run: RunContext) -> dict[str, Any]:
-        return {"pretrained": run.cfg.transformer.pretrained, "max_length": run.cfg.transformer.max_length,
+        return {"pretrained": run.cfg.transformer.pretrained, **featurise_settings(run.cfg),
                 "windowing": windowing(run.cfg).to_dict()}
 
     def load(self, model_dir: str | Path):
@@ -170,6 +194,28 @@ class TransformerFamily:
 
     def views(self, ctx, split: str):
         return view(split_dataset(ctx, split))
+
+    def predictor(self, model_dir: str | Path, requires: Mapping[str, Predictor]) -> Predictor:
+        from streamguard.models.transformer import load_tokenizer
+
+        card = read_card(model_dir)
+        missing = [k for k in FEATURISE_SETTINGS if k not in card]
+        if missing:
+            raise UserError(f"{Path(model_dir) / 'model_card.json'}: no {missing[0]!r}; not a transformer model card")
+        settings = {k: card[k] for k in FEATURISE_SETTINGS}
+        tok = load_tokenizer(model_dir, int(settings["max_length"]))
+        model = self.load(model_dir)
+
+        def featurise(fns: Functions) -> Featurised:
+            def make() -> Featurised:
+                ds = token_dataset(tok, model.windowing, fns.samples)
+                return Featurised(ds, ds.collate)
+
+            return fns.memo(self.name, make)
+
+        return Predictor(self.name, model, featurise, card,
+                         {"tokenizer": type(tok).__name__, "vocab_size": len(tok),
+                          "pretrained": card.get("pretrained"), **settings, "windowing": model.windowing.to_dict()})
 
     def smoke_batches(self, ctx, indices: list[int], batch_size: int):
         model, _, ds = probe_parts(ctx)

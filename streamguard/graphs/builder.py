@@ -151,7 +151,7 @@ from streamguard.graphs.nodes import Cap, NodeTable
 __all__ = ["BUILDER_VERSION", "DEFAULT_MAX_NODES", "EDGE_TYPES", "FEATURE_SPEC", "KIND_ERROR", "KIND_FALLBACK",
            "LANGUAGE", "LITERAL_CATEGORIES", "NUM_EDGE_TYPES", "NUM_FEATURES", "ROLES", "SUBTOKEN_BUCKETS",
            "TOKEN_BUCKETS", "GraphArrays", "GraphBuildError", "arrays_to_data", "build_arrays", "build_graph",
-           "clear_caches", "describe", "fallback_arrays", "parse"]
+           "build_or_fallback", "clear_caches", "describe", "fallback_arrays", "parse"]
 
 _REVISION = "1"
 BUILDER_VERSION = f"{_REVISION}+tree-sitter-c-{grammar_version()}"
@@ -224,6 +224,18 @@ def build_arrays(code: str | bytes, max_nodes: int = DEFAULT_MAX_NODES, trace: l
     visited = n + nodes.nskip
     return assemble(nodes.feat, nodes.parent, nodes.leaves, cfg, du_src, du_dst, nodes.calls,
                     nodes.nerr / visited if visited else 0.0, truncated)
+
+
+def build_or_fallback(code: str | bytes, max_nodes: int = DEFAULT_MAX_NODES) -> tuple[GraphArrays, str | None]:
+    """The graph of ``code`` and None, or the one-node fallback graph and why there is no graph: what the
+    ``build_graphs`` stage stores for every sample, and what inference builds on the fly. A builder bug
+    must not lose the function either: it falls back too, with the exception as the reason."""
+    try:
+        return build_arrays(code, max_nodes), None
+    except GraphBuildError as e:
+        return fallback_arrays(), e.reason
+    except Exception as e:
+        return fallback_arrays(), f"builder error: {type(e).__name__}: {e}"[:300]
 
 
 def build_graph(code: str | bytes, sample_id: str = "", label: int = 0, max_nodes: int = DEFAULT_MAX_NODES):

@@ -38,12 +38,7 @@ _PARALLEL_MIN = 256  # below this many functions, worker start-up costs more tha
 
 def _build_one(item: tuple[str, str, int]) -> tuple[builder.GraphArrays, str | None]:
     _, code, _ = item
-    try:
-        return builder.build_arrays(code, _MAX_NODES), None
-    except builder.GraphBuildError as e:
-        return builder.fallback_arrays(), e.reason
-    except Exception as e:  # a builder bug must not lose the sample: fall back and report it
-        return builder.fallback_arrays(), f"builder error: {type(e).__name__}: {e}"[:300]
+    return builder.build_or_fallback(code, _MAX_NODES)
 
 
 _MAX_NODES = builder.DEFAULT_MAX_NODES

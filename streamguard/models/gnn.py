@@ -61,9 +61,13 @@ class GNNClassifier(nn.Module):
         pooled = torch.cat([global_mean_pool(h, b, size), global_max_pool(h, b, size)], dim=-1)
         return self.proj(pooled)
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, 2]`` from :meth:`embed`'s output (inference scores and embeds with one pass)."""
+        return self.head(self.dropout(embedding))
+
     def forward(self, batch: dict) -> torch.Tensor:
         """Logits ``[B, 2]``."""
-        return self.head(self.dropout(self.embed(batch)))
+        return self.classify(self.embed(batch))
 
 
 _KEYS = ("x", "edge_index", "edge_type", "y")

@@ -211,6 +211,15 @@ class TransformerClassifier(nn.Module):
             return self.hf.classifier(pooled[:, None, :])
         return self.hf.classifier(self.hf.dropout(self.hf.base_model.pooler(pooled[:, None, :])))
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, 2]`` from :meth:`embed`'s output, as ``forward`` computes them from the same state (a
+        RoBERTa-style head reads the first token's state; a BERT-style one its pooler's), so inference scores
+        and embeds with one encoder pass."""
+        first = embedding[:, None, :]
+        if hasattr(self.hf.classifier, "out_proj"):
+            return self.hf.classifier(first)
+        return self.hf.classifier(self.hf.dropout(self.hf.base_model.pooler(first)))
+
     def save(self, out_dir: str | os.PathLike, tokenizer) -> None:
         setattr(self.hf.config, WINDOWING_KEY, self.windowing.to_dict())
         self.hf.save_pretrained(out_dir)

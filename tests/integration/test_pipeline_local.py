@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.run_local import run_local
+from pipelines.run_local import bundles_of, demo_scan, run_local
 from streamguard.data.synthetic import write_demo_dataset
 
 pytestmark = pytest.mark.slow
@@ -20,9 +20,17 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(dataset, tmp_path_factory):
+def other(tmp_path_factory):
+    """A second dataset for eval_uris."""
+    path = tmp_path_factory.mktemp("other") / "other.jsonl"
+    write_demo_dataset(path, n=60, seed=11)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(dataset, other, tmp_path_factory):
     work = tmp_path_factory.mktemp("run")
-    out = run_local(dataset, work, seeds=SEEDS, profile="test")
+    out = run_local(dataset, work, seeds=SEEDS, profile="test", eval_uris=[f"other={other}"])
     return work, out
 
 
@@ -41,7 +49,7 @@ def test_every_stage_ran_and_summary_holds_three_models_times_seeds(run):
     work, out = run
     root = Path(out["pipeline_root"])
     for task in ("source-version", "ingest", "build-graphs", "preflight", "train-transformer", "train-gnn",
-                 "train-fusion", "aggregate"):
+                 "train-fusion", "evaluate", "aggregate"):
         assert _task_dirs(root, task), f"no output of task {task} under {root}"
     # the input's version, read at run time, reached ingest (its cache key) and its Dataset's metadata
     (ingest_dir,) = _task_dirs(root, "ingest")
@@ -100,6 +108,42 @@ def test_ui_artifacts_metrics_confusion_matrix_roc_html_markdown(run):
                                                                           abs=1e-6)
     assert Path(agg["report"]["uri"]).read_text().startswith("# StreamGuard training summary")
     assert Path(agg["report_html"]["uri"]).read_text().startswith("<!doctype html>")
+
+
+def test_every_seed_writes_a_bundle_and_eval_uris_are_evaluated_and_aggregated(run, other, tmp_path):
+    """eval_uris (a List[str] pipeline input) runs under kfp.local: every seed's bundle evaluated on it, and
+    external.<name> in production_summary.json, the report and the UI metrics."""
+    work, out = run
+    root = Path(out["pipeline_root"])
+    bundles = bundles_of(out["run_dir"])
+    assert len(bundles) == len(SEEDS)
+    seeds = set()
+    for d in _task_dirs(root, "train-fusion"):
+        meta = _outputs(d)["bundle"]
+        assert meta["metadata"]["head"] == "fusion" and meta["metadata"]["families"] == "transformer,gnn,fusion"
+        seeds.add(meta["metadata"]["seed"])
+        manifest = json.loads((Path(meta["uri"]) / "bundle.json").read_text())
+        assert manifest["card"]["seed"] == meta["metadata"]["seed"]
+    assert seeds == set(SEEDS)
+    summary = json.loads((Path(out["summary"]) / "production_summary.json").read_text())
+    ext = summary["external"]["other"]
+    assert ext["uri"] == str(other) and ext["n_seeds"] == len(SEEDS)
+    n = sum(1 for line in other.read_text().splitlines() if line.strip())
+    for seed in SEEDS:
+        c = ext["counts"][str(seed)]
+        assert c["rows_read"] == n and c["evaluated"] == n - c["training_overlap"] - c["hygiene_removed"]
+    for fam in ("transformer", "gnn", "fusion"):
+        m = ext["models"][fam]
+        assert sorted(map(int, m["seeds"])) == sorted(SEEDS)
+        assert m["mean"]["f1"] == pytest.approx(sum(s["f1"] for s in m["seeds"].values()) / len(SEEDS))
+    assert "### other" in Path(out["report"]).read_text()
+    agg = _outputs(_task_dirs(root, "aggregate")[0])
+    assert agg["metrics"]["metadata"]["external_other_fusion_f1_mean"] == pytest.approx(
+        ext["models"]["fusion"]["mean"]["f1"], abs=1e-6)
+    # the demo's last line: scan the example C tree with the best bundle
+    line = demo_scan(out["run_dir"], tmp_path / "scan")
+    assert line.startswith("scan (streamguard scan ") and line.endswith(f"SARIF: {tmp_path / 'scan' / 'scan.sarif'}")
+    assert json.loads((tmp_path / "scan" / "scan.sarif").read_text())["version"] == "2.1.0"
 
 
 def test_reports_exist(run):

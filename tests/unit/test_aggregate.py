@@ -61,3 +61,69 @@ def test_mixed_datasets_and_duplicate_seeds_are_refused(tmp_path):
         aggregate([a, b], str(tmp_path / "o"))
     with pytest.raises(UserError, match="seed given twice"):
         aggregate([a, a], str(tmp_path / "o2"))
+
+
+def _external(tmp_path, name, per_seed, fp="abc", thresholds=None):
+    """An evaluate-step output: external.json and, per seed, evaluation.json + predictions/<family>.jsonl."""
+    root = tmp_path / "external"
+    thresholds = thresholds or {"gnn": 0.5, "fusion": 0.4}
+    seeds = {}
+    for seed, (labels, probs, pairs) in per_seed.items():
+        d = root / name / f"seed-{seed}"
+        (d / "predictions").mkdir(parents=True)
+        for fam in thresholds:
+            rows = [{"idx": i, "label": y, "prob": p, **({"pair_id": pairs[i]} if pairs else {})}
+                    for i, (y, p) in enumerate(zip(labels, probs[fam]))]
+            (d / "predictions" / f"{fam}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        counts = {"evaluated": len(labels), "training_overlap": 1, "pairs": len(set(pairs or []))}
+        (d / "evaluation.json").write_text(json.dumps({"bundle": {"seed": seed, "data_fingerprint": fp,
+                                                                  "thresholds": thresholds}, "counts": counts}))
+        seeds[str(seed)] = f"{name}/seed-{seed}"
+    (root / "external.json").write_text(json.dumps({"datasets": {name: {"uri": f"/data/{name}.jsonl",
+                                                                        "seeds": seeds}}}))
+    return str(root)
+
+
+def test_external_evaluations_are_recomputed_from_predictions_and_aggregated_over_seeds(tmp_path):
+    from streamguard.aggregate import external_kfp_metrics
+
+    y = [1, 0, 1, 0, 1, 0]
+    pairs = ["a", "a", "b", "b", "c", "c"]
+    per_seed = {
+        1: (y, {"gnn": [0.9, 0.1, 0.9, 0.8, 0.2, 0.1], "fusion": [0.9, 0.2, 0.6, 0.3, 0.3, 0.7]}, pairs),
+        2: (y, {"gnn": [0.7, 0.6, 0.4, 0.2, 0.8, 0.1], "fusion": [0.5, 0.1, 0.9, 0.1, 0.2, 0.3]}, pairs),
+    }
+    ext = _external(tmp_path, "primevul", per_seed)
+    results = [_result(tmp_path, "fusion", s, [0, 1], [0.2, 0.8]) for s in (1, 2)]
+    summary = aggregate(results, str(tmp_path / "out"), external_dir=ext)
+    e = summary["external"]["primevul"]
+    assert e["n_seeds"] == 2 and e["uri"] == "/data/primevul.jsonl" and e["counts"]["1"]["training_overlap"] == 1
+    f1 = [compute_metrics(y, per_seed[s][1]["fusion"], 0.4)["f1"] for s in (1, 2)]
+    m = e["models"]["fusion"]
+    assert m["mean"]["f1"] == pytest.approx(np.mean(f1)) and m["std"]["f1"] == pytest.approx(np.std(f1, ddof=1))
+    # seed 1, fusion at 0.4: pair a (0.9, 0.2) correct, b (0.6, 0.3) correct, c (0.3, 0.7) reversed
+    assert m["seeds"]["1"]["pair_correct"] == pytest.approx(2 / 3) and m["seeds"]["1"]["pair_reversed"] == \
+        pytest.approx(1 / 3)
+    # seed 2, gnn at 0.5: a (0.7, 0.6) both vulnerable, b (0.4, 0.2) both benign, c (0.8, 0.1) correct
+    g = e["models"]["gnn"]["seeds"]["2"]
+    assert (g["pair_vulnerable"], g["pair_benign"], g["pair_correct"]) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    on_disk = json.loads((tmp_path / "out" / "production_summary.json").read_text())
+    assert on_disk["external"]["primevul"]["models"]["fusion"]["mean"]["f1"] == pytest.approx(np.mean(f1))
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## External evaluations, mean ± std over seeds" in md and "### primevul (`/data/primevul.jsonl`)" in md
+    assert "External evaluations" in (tmp_path / "out" / "report.html").read_text()
+    ui = external_kfp_metrics(summary)
+    assert ui["external_primevul_fusion_f1_mean"] == pytest.approx(np.mean(f1), abs=1e-6)
+    assert "external_primevul_gnn_pair_correct_std" in ui
+
+
+def test_without_external_evaluations_the_summary_says_so_and_the_report_has_no_section(tmp_path):
+    summary = aggregate([_result(tmp_path, "gnn", 1, [0, 1], [0.2, 0.8])], str(tmp_path / "out"))
+    assert summary["external"] == {}
+    assert "External" not in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_external_evaluations_of_bundles_from_another_dataset_are_refused(tmp_path):
+    ext = _external(tmp_path, "x", {1: ([1, 0], {"gnn": [0.9, 0.1], "fusion": [0.8, 0.2]}, None)}, fp="other")
+    with pytest.raises(UserError, match="external x: bundles trained on data"):
+        aggregate([_result(tmp_path, "gnn", 1, [0, 1], [0.2, 0.8])], str(tmp_path / "out"), external_dir=ext)

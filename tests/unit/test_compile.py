@@ -32,7 +32,7 @@ GPU_NODE_SELECTOR = {
 # GPUs (and processes) per training task, written out: the 8-GPU profile runs torchrun with 8 processes.
 TRAINING_GPUS = {"gke-a100": 1, "generic-a100": 1, "gke-a100x8": 8}
 GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
-CPU_STAGES = {"source_version", "ingest", "build_graphs", "aggregate"}
+CPU_STAGES = {"source_version", "ingest", "build_graphs", "evaluate", "aggregate"}
 SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
 CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS",
                                   "STORE_RETRY_BUDGET_S")}
@@ -293,3 +293,24 @@ def test_parameters_are_typed_end_to_end(compiled):
     assert version.inputs.parameters["data_version"].component_input_parameter == "data_version"
     assert version.inputs.parameters["input_uri"].component_input_parameter == "input_uri"
     assert root["inputDefinitions"]["parameters"]["data_version"]["parameterType"] == "STRING"
+
+
+def test_eval_uris_is_a_typed_list_from_the_pipeline_input_to_the_evaluate_step(compiled):
+    """eval_uris: List[str] = [] (issue 14) reaches the evaluate step as a LIST; every seed's bundle (a Model of
+    train_fusion) reaches it through the loop's fan-in, and its output reaches aggregate."""
+    profile, by_stage, _ = compiled
+    docs = list(yaml.safe_load_all(default_output(profile).read_text()))
+    root = docs[0]["root"]
+    param = root["inputDefinitions"]["parameters"]["eval_uris"]
+    assert param["parameterType"] == "LIST" and param["defaultValue"] == [] and param["isOptional"]
+    ev, _, _ = by_stage["evaluate"]
+    assert ev.inputs.parameters["eval_uris"].component_input_parameter == "eval_uris"
+    comp = docs[0]["components"][ev.component_ref.name]["inputDefinitions"]
+    assert comp["parameters"]["eval_uris"]["parameterType"] == "LIST"
+    assert comp["artifacts"]["bundles"]["isArtifactList"] and \
+        comp["artifacts"]["bundles"]["artifactType"]["schemaTitle"] == "system.Model"
+    bundles = ev.inputs.artifacts["bundles"].task_output_artifact
+    assert bundles.output_artifact_key.endswith("bundle")
+    agg, _, _ = by_stage["aggregate"]
+    ext = agg.inputs.artifacts["external"].task_output_artifact
+    assert (ext.producer_task, ext.output_artifact_key) == ("evaluate", "evaluation")

@@ -89,6 +89,21 @@ def test_a_fourth_family_trains_through_the_one_train_path(toy, tiny_data, tmp_p
     assert probs.round(6) == pytest.approx(p, abs=2e-6)
 
 
+def test_a_fourth_family_makes_a_bundle_that_scores_as_training_did(toy, tiny_data, tmp_path):
+    """No bundle code names a family: the toy family's model alone is a bundle (its own head, no graphs)."""
+    from streamguard.bundle import load_bundle, write_bundle
+
+    data, _, cfg = tiny_data
+    assert isinstance(toy, Family)
+    training.train("toy", {"data": str(data)}, tmp_path / "model", tmp_path / "result", seed=1, cfg=cfg)
+    manifest = write_bundle(tmp_path / "bundle", {"toy": tmp_path / "model"}, data_dir=data)
+    assert manifest["head"] == "toy" and manifest["families"] == ["toy"] and manifest["graph_builder"] is None
+    bundle = load_bundle(tmp_path / "bundle")
+    test = read_split(data, "test")
+    _, _, p, _ = read_predictions(tmp_path / "result" / "predictions.jsonl")
+    assert [round(float(x), 6) for x in bundle.score(test, progress=False)["toy"]] == p.tolist()
+
+
 def test_a_fourth_family_gets_its_command_and_probes_from_the_registry(toy, tiny_data):
     data, _, cfg = tiny_data
     assert _options(_subparsers()["train-toy"])[0] == "--data"

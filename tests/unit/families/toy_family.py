@@ -2,8 +2,8 @@
 
 It is what a new family costs: this file (the ``Family`` protocol, no base
 class) plus one registry entry (the test adds it with ``monkeypatch.setitem``).
-Training, checkpoints, the LR decision, outputs, the CLI command and the probes
-come from the shared code.
+Training, checkpoints, the LR decision, outputs, the CLI command, the probes and
+bundles (predict, evaluate, scan) come from the shared code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from streamguard.config import OptimConfig
 from streamguard.data.samples import SPLITS, read_split
-from streamguard.families.base import Datasets, Input, chunks
+from streamguard.families.base import Datasets, Featurised, Input, Predictor, chunks, read_card
 
 FEATURES = 64
 
@@ -96,6 +96,10 @@ class ToyFamily:
         samples = ctx.samples(split)
         return View("toy", [digest(featurize(s.func).numpy().tobytes()) for s in samples], [False] * len(samples),
                     None, "byte histogram")
+
+    def predictor(self, model_dir, requires) -> Predictor:
+        return Predictor(self.name, self.load(model_dir), lambda fns: Featurised(items_of(fns.samples), collate),
+                         read_card(model_dir), {"features": FEATURES})
 
     def smoke_batches(self, ctx, indices, batch_size):
         items = items_of([ctx.train_samples()[i] for i in indices])
