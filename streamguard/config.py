@@ -90,7 +90,12 @@ class GNNConfig(OptimConfig):
 
 @dataclass
 class FusionConfig(OptimConfig):
+    folds: int = 5
+    """Cross-fitting folds of the validation split the head learns from (at least 2; ``families.fusion``)."""
+    embeddings: bool = False
+    """Also feed both branches' pooled embeddings to the head (an MLP correction) besides their logit margins."""
     hidden: int = 128
+    """Hidden width of the embedding MLP (with ``embeddings``)."""
     dropout: float = 0.1
 
 

@@ -130,3 +130,98 @@ def curves(y_true, prob, max_points: int = 200) -> dict[str, list[float]]:
         "fpr": fpr[r].tolist(), "tpr": tpr[r].tolist(), "roc_thresholds": thr[r].tolist(),
         "precision": prec[q].tolist(), "recall": rec[q].tolist(),
     }
+
+
+# ---------------------------------------------------------------- bootstrap intervals over test samples
+#
+# A bootstrap resample of n samples is a vector of counts (how often each sample is drawn, multinomial with n
+# draws); a metric of the resample is the metric of the full sample weighted by those counts. The weighted
+# metrics below score many resamples at once ([k, n] counts -> [k] values) and equal scikit-learn's on the
+# resampled arrays (tests/unit/eval/test_bootstrap.py). Resampling and percentiles are a few lines of NumPy
+# (scipy.stats.bootstrap would do them, but scipy is only an indirect dependency here).
+
+BOOTSTRAP_BATCH = 200
+"""Resamples scored per batch (bounds the [batch, n] count matrix for large test sets)."""
+
+
+def weighted_f1(y_true, pred, counts: np.ndarray) -> np.ndarray:
+    """F1 of the vulnerable class for each row of ``counts`` ``[k, n]`` (sample weights); 0 where undefined."""
+    y = np.asarray(y_true, dtype=bool)
+    p = np.asarray(pred, dtype=bool)
+    w = np.atleast_2d(counts).astype(np.float64)
+    tp, fp, fn = w @ (y & p), w @ (~y & p), w @ (y & ~p)
+    den = 2 * tp + fp + fn
+    return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
+
+
+def weighted_average_precision(y_true, prob, counts: np.ndarray) -> np.ndarray:
+    """PR-AUC as ``sklearn.metrics.average_precision_score`` (sum over score thresholds of
+    ``(R_k - R_{k-1}) * P_k``) for each row of ``counts`` ``[k, n]``; NaN for a row without positives."""
+    y, p = _arrays(y_true, prob)
+    order = np.argsort(-p, kind="stable")
+    y, p = y[order].astype(np.float64), p[order]
+    w = np.atleast_2d(counts)[:, order].astype(np.float64)
+    ends = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # last item of each group of tied scores
+    tp = np.cumsum(w * y, axis=1)[:, ends]
+    fp = np.cumsum(w * (1 - y), axis=1)[:, ends]
+    pos = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = tp / pos
+    gain = np.diff(np.concatenate([np.zeros_like(recall[:, :1]), recall], axis=1), axis=1)
+    ap = (gain * precision).sum(axis=1)
+    return np.where(pos[:, 0] > 0, ap, np.nan)
+
+
+def bootstrap_ci(stat, n: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Percentile bootstrap interval of ``stat`` over ``n`` test samples.
+
+    ``stat(counts)`` maps ``[k, n]`` resample counts to ``[k]`` values (``counts`` of ones: the sample
+    itself), e.g. ``lambda c: weighted_f1(y, pred, c)``. A statistic of two models computed from the same
+    counts is a *paired* bootstrap (a difference of two models on the same resampled samples). Seeded: the
+    same ``seed`` gives the same interval. Resamples where the statistic is undefined (NaN: no positive
+    drawn) are left out. Returns ``value`` (on the sample), ``low``, ``high``, ``level``, ``n_boot``, ``seed``.
+    """
+    if n < 1:
+        raise ValueError("bootstrap_ci: no samples")
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in range(0, n_boot, BOOTSTRAP_BATCH):
+        k = min(BOOTSTRAP_BATCH, n_boot - start)
+        values.append(np.asarray(stat(rng.multinomial(n, np.full(n, 1.0 / n), size=k)), dtype=np.float64))
+    boot = np.concatenate(values) if values else np.zeros(0)
+    boot = boot[np.isfinite(boot)]
+    tail = (1.0 - level) / 2 * 100
+    low, high = (np.percentile(boot, [tail, 100 - tail]) if boot.size else (np.nan, np.nan))
+    value = float(np.asarray(stat(np.ones((1, n))), dtype=np.float64)[0])
+    return {"value": value, "low": float(low), "high": float(high), "level": float(level), "n_boot": int(n_boot),
+            "seed": int(seed)}
+
+
+BOOTSTRAP_METRICS = ("f1", "pr_auc")
+"""What :func:`paired_bootstrap` compares: F1 at each model's own threshold, and PR-AUC."""
+
+
+def _weighted(metric: str, y, prob, threshold: float):
+    if metric == "f1":
+        pred = np.asarray(prob) >= threshold
+        return lambda c: weighted_f1(y, pred, c)
+    if metric == "pr_auc":
+        return lambda c: weighted_average_precision(y, prob, c)
+    raise ValueError(f"bootstrap: unknown metric {metric!r} (expected one of {', '.join(BOOTSTRAP_METRICS)})")
+
+
+def paired_bootstrap(y_true, prob_a, threshold_a: float, prob_b, threshold_b: float, *,
+                     metrics: Sequence[str] = BOOTSTRAP_METRICS, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, dict[str, dict[str, float]]]:
+    """Model A vs. model B on the same samples: per metric, ``a``, ``b`` and ``diff`` (A - B), each a
+    :func:`bootstrap_ci` record; all three from the same resamples (the difference is paired)."""
+    y, pa = _arrays(y_true, prob_a)
+    _, pb = _arrays(y_true, prob_b)
+    out = {}
+    for m in metrics:
+        fa, fb = _weighted(m, y, pa, threshold_a), _weighted(m, y, pb, threshold_b)
+        kw = dict(n_boot=n_boot, seed=seed, level=level)
+        out[m] = {"a": bootstrap_ci(fa, len(y), **kw), "b": bootstrap_ci(fb, len(y), **kw),
+                  "diff": bootstrap_ci(lambda c, fa=fa, fb=fb: fa(c) - fb(c), len(y), **kw)}
+    return out

@@ -96,6 +96,10 @@ class Family(Protocol):
     """Families whose models this one is built on (fusion: transformer, gnn); their probes build them too."""
     memory_probe: bool
     """Whether pre-flight runs its single-batch memory check by default."""
+    initial_candidate: bool
+    """Whether the untrained model competes with the trained epochs (``TrainJob.initial_candidate``): a model
+    that starts as a good answer (the fusion starts as its better branch) is exported as it started unless
+    training beats it on validation."""
 
     def optim_config(self, cfg: Config) -> OptimConfig:
         """Its optimisation settings (epochs, batch size, lr …): its section of the config."""

@@ -66,6 +66,7 @@ class GNNFamily:
     inputs = (GRAPHS,)
     requires: tuple[str, ...] = ()
     memory_probe = True
+    initial_candidate = False
 
     def optim_config(self, cfg):
         return cfg.gnn

@@ -7,7 +7,8 @@
   training step, which the LR finder uses too, with the same scaler and clip);
 * class weights from the training labels; early stopping on validation F1; the
   decision threshold tuned on validation (max F1) and applied unchanged to test;
-  the best weights are what is returned and exported;
+  the best weights are what is returned and exported (with ``initial_candidate``, the
+  untrained model competes too, as epoch -1);
 * the LR from a fixed value, the LR cache, the LR finder or the fallback
   (``lr_cache.resolve_lr``), recorded as ``lr_source``;
 * collapse detection (NaN/Inf, exploding gradients, loss spikes, one predicted
@@ -87,6 +88,9 @@ class TrainJob:
     """Per-item sizes of ``train`` (token counts ...): batches are bucketed by them."""
     clock: Callable[[], float] = time.time
     """Wall clock of the LR cache (entry age vs. TTL); tests inject a fake one."""
+    initial_candidate: bool = False
+    """Validate the model before the first epoch too (history epoch -1) and export it unless an epoch beats its
+    validation F1: for a model that starts as a good answer (the fusion starts as its better branch)."""
 
 
 @dataclass
@@ -311,10 +315,9 @@ class _Run:
                 self.checkpoint()
         return losses
 
-    def end_epoch(self, losses: list[float]) -> None:
-        """Validate: tune the threshold, keep the best weights, count towards early stopping; checkpoint."""
+    def validate(self, epoch: int, losses: list[float] | None) -> bool:
+        """Tune the threshold on validation, record the epoch, keep the weights when best; True when they were."""
         job, state = self.job, self.state
-        epoch = state.epoch
         probs, _ = self.predict(job.valid)
         yv = job.labels(job.valid)
         thr = tune_threshold(yv, probs)
@@ -326,8 +329,17 @@ class _Run:
         log.info("%s seed %d epoch %d: loss %.4f valid F1 %.4f", job.family, job.seed, epoch,
                  rec["train_loss"] or float("nan"), vm["f1"])
         if vm["f1"] > state.best_f1:
-            state.best_f1, state.best_epoch, state.best_threshold, state.bad_epochs = vm["f1"], epoch, thr, 0
+            state.best_f1, state.best_epoch, state.best_threshold = vm["f1"], epoch, thr
             state.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            return True
+        return False
+
+    def end_epoch(self, losses: list[float]) -> None:
+        """Validate: tune the threshold, keep the best weights, count towards early stopping; checkpoint."""
+        job, state = self.job, self.state
+        epoch = state.epoch
+        if self.validate(epoch, losses):
+            state.bad_epochs = 0
         else:
             state.bad_epochs += 1
         state.epoch, state.pos = epoch + 1, 0
@@ -372,6 +384,8 @@ class _Run:
 def fit(job: TrainJob) -> TrainResult:
     """Train ``job.model`` (resuming from ``job.checkpoint_key`` when a checkpoint is there); see the module doc."""
     run = _Run(job)
+    if job.initial_candidate and run.resumed_from is None:
+        run.validate(-1, None)  # the untrained model: kept unless an epoch beats it (TrainJob.initial_candidate)
     while not run.state.done and run.state.epoch < job.opt.epochs:
         run.end_epoch(run.train_epoch())
     return run.finish()
