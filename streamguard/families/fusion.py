@@ -83,11 +83,12 @@ def folds_of(labels: list[int], folds: int, seed: int) -> list[int]:
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    out = [0] * len(labels)
+    out, dealt = [0] * len(labels), 0
     for y in sorted(set(labels)):
         idx = [i for i, v in enumerate(labels) if v == y]
-        for rank, j in enumerate(torch.randperm(len(idx), generator=g).tolist()):
-            out[idx[j]] = rank % folds
+        for j in torch.randperm(len(idx), generator=g).tolist():
+            out[idx[j]] = dealt % folds  # dealt round the folds, one class after the other: sizes differ by <= 1
+            dealt += 1
     return out
 
 

@@ -5,7 +5,8 @@
 * AMP (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) and
   gradient clipping after ``scaler.unscale_`` (``step.train_step``, the one
   training step, which the LR finder uses too, with the same scaler and clip);
-* class weights from the training labels; early stopping on validation F1; the
+* class weights from the training labels; early stopping on validation F1 (an epoch
+  improves when it beats the best so far by more than ``min_delta``); the
   decision threshold tuned on validation (max F1) and applied unchanged to test;
   the best weights are what is returned and exported (with ``initial_candidate``, the
   untrained model competes too, as epoch -1);
@@ -249,10 +250,15 @@ class _Run:
                 yield move_to(job.collate([job.train[i] for i in idx]), self.device)
 
     def _run_finder(self):
-        """The LR sweep with the training step of this run: its optimizer, loss, grad scaler and clip."""
+        """The LR sweep with the training step of this run: its optimizer, loss, grad scaler and clip.
+
+        The sweep runs from a decade below ``lr_min`` (the first points, where the loss average settles, are
+        skipped) to two decades above ``lr_max`` (where the loss turns up), so its steps are spent around the
+        range the suggestion is clamped to."""
         cfg, tc = self.job.opt, self.job.train_cfg
         return find_lr(self.model, lambda p, lr: make_optimizer(p, lr, cfg.weight_decay), self._finder_batches,
                        loss=self.batch_loss, steps=tc.lr_finder_steps, lr_range=(cfg.lr_min, cfg.lr_max),
+                       start_lr=cfg.lr_min / 10, end_lr=cfg.lr_max * 100, suggest=tc.lr_finder_rule,
                        fallback_lr=cfg.fallback_lr, device=self.device, scaler=self.scaler, max_norm=cfg.grad_clip)
 
     def _restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -328,7 +334,7 @@ class _Run:
         state.history.append(rec)
         log.info("%s seed %d epoch %d: loss %.4f valid F1 %.4f", job.family, job.seed, epoch,
                  rec["train_loss"] or float("nan"), vm["f1"])
-        if vm["f1"] > state.best_f1:
+        if vm["f1"] > state.best_f1 + job.opt.min_delta:
             state.best_f1, state.best_epoch, state.best_threshold = vm["f1"], epoch, thr
             state.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             return True
