@@ -45,9 +45,12 @@ def convert(tp: Any, value: Any, where: str, *, current: Any = None, raw: bool =
             error: type[Exception] = UserError) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if type(None) in args and (value is None or (raw and value in _NONE_WORDS)):
-            return None
         inner = [a for a in args if a is not type(None)]
+        # "null" means None on the CLI, and in a mapping too where the field cannot be a string: a KFP
+        # parameter (the pipeline's ``overrides``) cannot carry a JSON null through the SDK
+        words = isinstance(value, str) and value in _NONE_WORDS and (raw or value != "")
+        if type(None) in args and (value is None or (words and (raw or str not in inner))):
+            return None
         for a in inner:
             try:
                 return convert(a, value, where, current=current, raw=raw, error=error)

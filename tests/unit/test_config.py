@@ -60,6 +60,13 @@ def test_exponent_floats_are_numbers_on_the_cli_and_in_yaml(tmp_path):
         load_config("demo", sets=["gnn.lr=1e-"])
 
 
+def test_null_in_overrides_means_none_where_the_field_is_not_a_string():
+    # a KFP parameter cannot carry a JSON null through the SDK: the pipeline's overrides write "null"
+    assert load_config("test", overrides={"gnn": {"lr": "null"}}).gnn.lr is None
+    with pytest.raises(UserError, match="gnn.lr: expected a number, got ''"):
+        load_config("test", overrides={"gnn": {"lr": ""}})
+
+
 # ------------------------------------------------------------------ fixed choices (Literal fields)
 @pytest.mark.parametrize("item, msg", [
     ("train.collapse.action=reduce-lr",
