@@ -31,7 +31,7 @@ JSON arrays, CSV and the CodeXGLUE index files. A UTF-16 or UTF-32 file (a BOM, 
 NUL bytes of one without) is refused with one line naming the encoding.
 
 Compressed inputs: a file ending in ``.gz`` (stdlib ``gzip``) or ``.zst`` (the
-``zstandard`` package, when installed; it is not a StreamGuard dependency) -- by
+``zstandard`` package, a dependency) -- by
 path, URL or ``s3://``, alone or inside an input directory (``train.jsonl.gz`` …) --
 is decompressed into a temporary directory (streamed, never held in memory) and
 read as the file it holds (``data.jsonl.gz`` as ``data.jsonl``), with every rule
