@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     for fam, m in summary["models"].items():
         print(f"  {fam:12s} {m['mean']['f1']:.3f} ± {m['std']['f1']:.3f}  "
               f"({m['n_seeds']} seeds, best seed {m['best_seed']})")
+    for name, m in summary.get("ablation", {}).get("models", {}).items():
+        for part, o in m["overall"].items():
+            f1 = o["f1"]
+            print(f"  {name} - {part}: test F1 {f1['mean_diff']:+.3f} on average; at least as good on "
+                  f"{f1['seeds_at_least_as_good']} of {f1['n_seeds']} seeds (paired bootstrap intervals: report)")
     print(f"\nproduction_summary.json: {summary_path}")
     print(f"report (Markdown):       {out['report']}")
     print(f"report (HTML):           {out['report_html']}")

@@ -23,7 +23,12 @@ import numpy as np
 
 from streamguard import __version__
 from streamguard.errors import UserError
-from streamguard.eval.metrics import all_metrics, curves
+from streamguard.eval.metrics import (
+    BOOTSTRAP_METRICS,
+    all_metrics,
+    curves,
+    paired_bootstrap,
+)
 from streamguard.eval.predictions import read_predictions
 from streamguard.jsonio import read_json, write_json_atomic
 
@@ -149,6 +154,84 @@ def external_kfp_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return {k: (0.0 if math.isnan(v) else round(float(v), 6)) for k, v in out.items()}
 
 
+# ---------------------------------------------------------------- ablation: a combined model vs. its parts
+
+ABLATION_BOOT = 1000
+"""Bootstrap resamples of the test split per comparison."""
+ABLATION_SEED = 0
+"""Seed of the resampling (the same seed, the same intervals)."""
+
+
+def _aligned(a: dict[str, Any], b: dict[str, Any]) -> np.ndarray:
+    """Indices into ``b``'s predictions in ``a``'s sample order; a UserError when the test samples differ."""
+    pos = {i: k for k, i in enumerate(b["ids"])}
+    if len(pos) != len(b["ids"]) or set(pos) != set(a["ids"]) or len(a["ids"]) != len(b["ids"]):
+        raise UserError(f"{b['dir']}: its test samples differ from {a['dir']}'s; ablation needs one test split")
+    idx = np.asarray([pos[i] for i in a["ids"]])
+    if not np.array_equal(b["labels"][idx], a["labels"]):
+        raise UserError(f"{b['dir']}: labels differ from {a['dir']}'s on the same test samples")
+    return idx
+
+
+def ablation(results: Iterable[dict[str, Any]], *, n_boot: int = ABLATION_BOOT,
+             seed: int = ABLATION_SEED) -> dict[str, Any]:
+    """Each model built on others (a family's ``requires``: the fusion) vs. each of them, per training seed,
+    on the same test samples: F1 (each at its own validation-tuned threshold) and PR-AUC of both, and their
+    paired difference, each with a percentile bootstrap interval over test samples
+    (:func:`streamguard.eval.metrics.paired_bootstrap`). Plus, over seeds: the mean difference and on how
+    many seeds the combined model is at least as good as the part."""
+    from streamguard import families
+
+    by = {(r["family"], r["seed"]): r for r in results}
+    out: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "level": 0.95, "metrics": list(BOOTSTRAP_METRICS),
+                           "models": {}}
+    for name in families.names():
+        parts = [p for p in families.get(name).requires if any(f == p for f, _ in by)]
+        seeds = sorted(s for f, s in by if f == name)
+        if not parts or not seeds:
+            continue
+        per_seed: dict[str, Any] = {}
+        for s in seeds:
+            a = by[(name, s)]
+            row: dict[str, Any] = {"n_test": len(a["ids"]), "vs": {}}
+            for part in parts:
+                b = by.get((part, s))
+                if b is None:
+                    continue
+                idx = _aligned(a, b)
+                row["vs"][part] = paired_bootstrap(a["labels"], a["probs"], a["card"]["threshold"], b["probs"][idx],
+                                                   b["card"]["threshold"], n_boot=n_boot, seed=seed)
+            per_seed[str(s)] = row
+        overall: dict[str, Any] = {}
+        for part in parts:
+            rows = [r["vs"][part] for r in per_seed.values() if part in r["vs"]]
+            overall[part] = {m: {"mean_diff": float(np.mean([r[m]["diff"]["value"] for r in rows])),
+                                 "seeds_at_least_as_good": int(sum(r[m]["diff"]["value"] >= 0 for r in rows)),
+                                 "seeds_better": int(sum(r[m]["diff"]["low"] > 0 for r in rows)),
+                                 "seeds_worse": int(sum(r[m]["diff"]["high"] < 0 for r in rows)),
+                                 "n_seeds": len(rows)} for m in BOOTSTRAP_METRICS}
+        out["models"][name] = {"parts": parts, "seeds": per_seed, "overall": overall}
+    return out
+
+
+def ablation_scalars(abl: dict[str, Any]) -> dict[str, float]:
+    """The ablation as flat UI scalars: ``<model>_vs_<part>_<metric>_diff`` (mean over seeds) and, per seed,
+    ``..._diff_s<seed>`` with its ``_low``/``_high`` interval bounds."""
+    out: dict[str, float] = {}
+    for name, m in abl.get("models", {}).items():
+        for part, o in m["overall"].items():
+            for met, v in o.items():
+                out[f"{name}_vs_{part}_{met}_diff_mean"] = v["mean_diff"]
+        for s, row in m["seeds"].items():
+            for part, cmp in row["vs"].items():
+                for met, v in cmp.items():
+                    key = f"{name}_vs_{part}_{met}_diff"
+                    out[f"{key}_s{s}"] = v["diff"]["value"]
+                    out[f"{key}_low_s{s}"] = v["diff"]["low"]
+                    out[f"{key}_high_s{s}"] = v["diff"]["high"]
+    return out
+
+
 def kfp_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """Flat scalar metrics for the KFP ``Metrics`` artifact (what the UI compares across runs)."""
     out = {}
@@ -156,6 +239,7 @@ def kfp_metrics(summary: dict[str, Any]) -> dict[str, float]:
         for k in ("f1", "precision", "recall", "accuracy", "roc_auc"):
             out[f"{fam}_{k}_mean"] = m["mean"][k]
             out[f"{fam}_{k}_std"] = m["std"][k]
+    out.update(ablation_scalars(summary.get("ablation", {})))
     return {k: (0.0 if math.isnan(v) else round(float(v), 6)) for k, v in out.items()}
 
 
@@ -171,6 +255,7 @@ def aggregate(result_dirs: list[str], out_dir: str, external_dir: str | None = N
     summary = summarise(results)
     summary["external"] = summarise_external(load_external(external_dir), summary["data_fingerprint"]) \
         if external_dir else {}
+    summary["ablation"] = ablation(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "production_summary.json", summary)
@@ -180,4 +265,8 @@ def aggregate(result_dirs: list[str], out_dir: str, external_dir: str | None = N
     for fam, m in summary["models"].items():
         log.info("%-12s test F1 %.4f ± %.4f over %d seeds (best seed %s)", fam, m["mean"]["f1"], m["std"]["f1"],
                  m["n_seeds"], m["best_seed"])
+    for name, m in summary["ablation"]["models"].items():
+        for part, o in m["overall"].items():
+            log.info("%s - %s: test F1 %+.4f on average, at least as good on %d of %d seeds", name, part,
+                     o["f1"]["mean_diff"], o["f1"]["seeds_at_least_as_good"], o["f1"]["n_seeds"])
     return summary

@@ -29,6 +29,8 @@ SplitStrategy = Literal["auto", "published", "random", "project", "time"]
 AmpMode = Literal["auto", "off", "bf16", "fp16"]
 """``train.amp`` (``streamguard.train.amp.make_amp``)."""
 CollapseAction = Literal["stop", "reduce_lr"]
+LRFinderRule = Literal["valley", "steepest"]
+"""``train.lr_finder_rule`` (``streamguard.train.lr_finder.SUGGESTIONS``)."""
 """``train.collapse.action`` (``streamguard.train.collapse.handle_collapse``)."""
 GateMetric = Literal["pr_auc", "roc_auc", "f1", "precision", "recall", "accuracy", "tpr_at_fpr_0.5pct",
                      "tpr_at_fpr_1pct", "pair_correct", "vd_s", "brier", "ece"]
@@ -71,6 +73,9 @@ class OptimConfig:
     weight_decay: float = 0.01
     patience: int = 3
     """Early stopping: epochs without validation-F1 improvement."""
+    min_delta: float = 0.0
+    """An epoch improves on the best so far (its weights are kept, patience restarts) only when its validation
+    F1 is higher by more than this."""
     grad_clip: float = 1.0
 
 
@@ -112,7 +117,16 @@ class GNNConfig(OptimConfig):
 
 @dataclass
 class FusionConfig(OptimConfig):
+    min_delta: float = 0.01
+    """The head starts as its better branch (validated before training); a trained epoch replaces that only
+    when its out-of-fold validation F1 is higher by more than this (differences of a sample or two are noise)."""
+    patience: int = 5
+    folds: int = 5
+    """Cross-fitting folds of the validation split the head learns from (at least 2; ``families.fusion``)."""
+    embeddings: bool = False
+    """Also feed both branches' pooled embeddings to the head (an MLP correction) besides their logit margins."""
     hidden: int = 128
+    """Hidden width of the embedding MLP (with ``embeddings``)."""
     dropout: float = 0.1
 
 
@@ -167,6 +181,9 @@ class TrainConfig:
     checkpoint_every_steps: int = 50
     lr_finder: bool = True
     lr_finder_steps: int = 100
+    lr_finder_rule: LRFinderRule = "valley"
+    """How the sweep becomes a learning rate: valley (half-way along the longest falling stretch of the loss;
+    fastai's default) | steepest (where the loss falls fastest; moved more by the noise of a short sweep)."""
     lr_cache_ttl_hours: float = 168.0
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     num_threads: int = 0

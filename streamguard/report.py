@@ -30,6 +30,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             lr = f"{s['lr']:.3g} ({s['lr_source']})" if s.get("lr") is not None else "n/a"
             lines.append(f"| {fam} | {seed} | {s['threshold']:.3f} | " + " | ".join(_f(s[k]) for k in COLS)
                          + f" | {lr} |")
+    lines += ablation_markdown(summary.get("ablation", {}))
     return "\n".join(lines) + "\n"
 
 
@@ -75,6 +76,67 @@ def render_external_html(summary: dict[str, Any]) -> str:
         parts += [f"<tr><td>{fam}</td><td>{n}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
                   for fam, n, cells in rows]
         parts.append("</table>")
+    return "".join(parts)
+
+
+def _ci(v: dict[str, float], signed: bool = False) -> str:
+    f = (lambda x: "n/a" if x is None or math.isnan(x) else f"{x:+.4f}") if signed else _f
+    return f"{f(v['value'])} [{f(v['low'])}, {f(v['high'])}]"
+
+
+ABLATION_HEAD = ("seed", "vs", "F1", "F1 (part)", "ΔF1", "PR-AUC", "PR-AUC (part)", "ΔPR-AUC")
+
+
+def _ablation_rows(abl: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(model, cells) per seed and part, in :data:`ABLATION_HEAD` order."""
+    rows = []
+    for name, m in abl.get("models", {}).items():
+        for seed, row in m["seeds"].items():
+            for part, c in row["vs"].items():
+                rows.append((name, [seed, part, _ci(c["f1"]["a"]), _ci(c["f1"]["b"]), _ci(c["f1"]["diff"], True),
+                                    _ci(c["pr_auc"]["a"]), _ci(c["pr_auc"]["b"]), _ci(c["pr_auc"]["diff"], True)]))
+    return rows
+
+
+def _ablation_overall(abl: dict[str, Any]) -> list[str]:
+    out = []
+    for name, m in abl.get("models", {}).items():
+        for part, o in m["overall"].items():
+            f, p = o["f1"], o["pr_auc"]
+            out.append(f"{name} vs. {part}: mean ΔF1 {f['mean_diff']:+.4f}, ΔPR-AUC {p['mean_diff']:+.4f}; F1 at least "
+                       f"as good on {f['seeds_at_least_as_good']} of {f['n_seeds']} seeds (interval above 0 on "
+                       f"{f['seeds_better']}, below 0 on {f['seeds_worse']}).")
+    return out
+
+
+def ablation_markdown(abl: dict[str, Any]) -> list[str]:
+    """The ablation section: each combined model vs. each of its parts, per seed, with bootstrap intervals."""
+    if not abl.get("models"):
+        return []
+    level = f"{abl['level'] * 100:.0f} %"
+    lines = ["", "## Ablation: each combined model vs. its parts (same test samples)", "",
+             f"Value [{level} percentile bootstrap interval over test samples, {abl['n_boot']} resamples, seed "
+             f"{abl['seed']}]; Δ = model − part, paired (both scored on the same resamples). F1 at each model's own "
+             "validation-tuned threshold.", ""]
+    for name in abl["models"]:
+        lines += [f"### {name}", "", "| " + " | ".join(ABLATION_HEAD) + " |", "|" + "---|" * len(ABLATION_HEAD)]
+        lines += ["| " + " | ".join(cells) + " |" for n, cells in _ablation_rows(abl) if n == name]
+        lines.append("")
+    lines += [f"- {t}" for t in _ablation_overall(abl)]
+    return lines
+
+
+def ablation_html(abl: dict[str, Any]) -> str:
+    if not abl.get("models"):
+        return ""
+    parts = ["<h2>Ablation: each combined model vs. its parts</h2>",
+             f"<p>Value [{abl['level'] * 100:.0f} % percentile bootstrap interval over test samples, "
+             f"{abl['n_boot']} resamples]; Δ = model − part, paired.</p>",
+             "<table><tr><th>model</th>" + "".join(f"<th>{html.escape(h)}</th>" for h in ABLATION_HEAD) + "</tr>"]
+    for name, cells in _ablation_rows(abl):
+        parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                     + "</tr>")
+    parts.append("</table><ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in _ablation_overall(abl)) + "</ul>")
     return "".join(parts)
 
 
@@ -125,6 +187,7 @@ def render_html(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
                      "".join(f"<td>{_f(m['mean'][k])} ± {_f(m['std'][k])}</td>" for k in COLS) +
                      f"<td>{m['best_seed']}</td></tr>")
     parts.append("</table>")
+    parts.append(ablation_html(summary.get("ablation", {})))
     by_fam: dict[str, list] = {}
     for r in results:
         by_fam.setdefault(r["family"], []).append(r)
@@ -142,11 +205,13 @@ def render_html(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
                 n = max(1, len(h) - 1)
                 hist.append((f"seed {r['seed']} valid F1", [i / n for i in range(len(h))], [e["valid_f1"] for e in h]))
         parts.append(_svg_curve(hist, "epoch (scaled)", "valid F1"))
-        parts.append("</div><table><tr><th>seed</th><th>TN</th><th>FP</th><th>FN</th><th>TP</th><th>threshold</th></tr>")
+        parts.append("</div><table><tr><th>seed</th><th>TN</th><th>FP</th><th>FN</th><th>TP</th><th>threshold</th>"
+                     "<th>lr (source)</th></tr>")
         for r in rs:
-            m = r["metrics"]
+            m, card = r["metrics"], r["card"]
+            lr = f"{card['lr']:.3g} ({card.get('lr_source')})" if card.get("lr") is not None else "n/a"
             parts.append(f"<tr><td>{r['seed']}</td><td>{m['tn']}</td><td>{m['fp']}</td><td>{m['fn']}</td>"
-                         f"<td>{m['tp']}</td><td>{m['threshold']:.3f}</td></tr>")
+                         f"<td>{m['tp']}</td><td>{m['threshold']:.3f}</td><td>{html.escape(lr)}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)

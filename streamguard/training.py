@@ -115,7 +115,7 @@ def train(family: str | Family, inputs: Mapping[str, Any], model_dir: str | os.P
             checkpoint_key=checkpoint_key(run_key or default_run_key(fp, cfg), fam.name, seed),
             lr_key_parts={"data": fp, **fam.lr_key_parts(run, model)},
             test_ids=data.test_ids, test_pair_ids=data.test_pair_ids, lengths=data.lengths,
-            extra_metadata={"data_fingerprint": fp, **data.metadata})
+            extra_metadata={"data_fingerprint": fp, **data.metadata}, initial_candidate=fam.initial_candidate)
         result = fit(job)
         if dist.is_main:
             model_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ fixed FPR, VD-S (FNR at FPR <= 0.5%, PrimeVul) and the pair metrics P-C/P-V/P-B/
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -153,39 +153,97 @@ def curves(y_true, prob, max_points: int = 200) -> dict[str, list[float]]:
     }
 
 
-def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *, groups: Sequence | None = None,
-                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+# ---------------------------------------------------------------- bootstrap intervals over test samples
+#
+# A bootstrap resample of n samples is a vector of counts (how often each sample is drawn, multinomial with n
+# draws); a metric of the resample is the metric of the full sample weighted by those counts. The weighted
+# metrics below score many resamples at once ([k, n] counts -> [k] values) and equal scikit-learn's on the
+# resampled arrays (tests/unit/eval/test_bootstrap.py). Other statistics (pair metrics, the real-pairs benchmark)
+# take the resample as indices. One resampler (:func:`bootstrap_ci`) serves both, with whole groups (pairs)
+# resampled together when asked. Resampling and percentiles are a few lines of NumPy (scipy.stats.bootstrap
+# would do them, but has no cluster resampling and scipy is only an indirect dependency here).
+
+BOOTSTRAP_BATCH = 200
+"""Resamples scored per batch (bounds the [batch, n] count matrix for large test sets)."""
+
+
+def weighted_f1(y_true, pred, counts: np.ndarray) -> np.ndarray:
+    """F1 of the vulnerable class for each row of ``counts`` ``[k, n]`` (sample weights); 0 where undefined."""
+    y = np.asarray(y_true, dtype=bool)
+    p = np.asarray(pred, dtype=bool)
+    w = np.atleast_2d(counts).astype(np.float64)
+    tp, fp, fn = w @ (y & p), w @ (~y & p), w @ (y & ~p)
+    den = 2 * tp + fp + fn
+    return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
+
+
+def weighted_average_precision(y_true, prob, counts: np.ndarray) -> np.ndarray:
+    """PR-AUC as ``sklearn.metrics.average_precision_score`` (sum over score thresholds of
+    ``(R_k - R_{k-1}) * P_k``) for each row of ``counts`` ``[k, n]``; NaN for a row without positives."""
+    y, p = _arrays(y_true, prob)
+    order = np.argsort(-p, kind="stable")
+    y, p = y[order].astype(np.float64), p[order]
+    w = np.atleast_2d(counts)[:, order].astype(np.float64)
+    ends = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # last item of each group of tied scores
+    tp = np.cumsum(w * y, axis=1)[:, ends]
+    fp = np.cumsum(w * (1 - y), axis=1)[:, ends]
+    pos = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = tp / pos
+    gain = np.diff(np.concatenate([np.zeros_like(recall[:, :1]), recall], axis=1), axis=1)
+    ap = (gain * precision).sum(axis=1)
+    return np.where(pos[:, 0] > 0, ap, np.nan)
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray], Any], n: int, *, groups: Sequence | None = None,
+                 counts: bool = False, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
     """Percentile bootstrap interval of ``statistic`` over ``n`` items.
 
-    ``statistic(idx)`` computes the number from the items at ``idx`` (an int array; an item may appear more than
-    once); it is called once with ``arange(n)`` (the point estimate) and ``n_boot`` times with resamples.
-    ``groups`` (one key per item, e.g. ``pair_id``; None: every item its own group): whole groups are resampled
-    (a cluster bootstrap, so both sides of a pair stay together and pair metrics can be computed). A resample
-    whose statistic is NaN (e.g. ROC-AUC of one class) is left out; ``n_valid`` says how many counted.
-    Returns ``value``, ``low``, ``high``, ``level``, ``n_boot``, ``n_valid``. Seeded: the same call, the same
-    interval. For a paired comparison of two models, let ``statistic`` return the difference on the same ``idx``.
+    A resample draws ``n`` items with replacement; with ``groups`` (one key per item, e.g. ``pair_id``; None
+    in it, or no ``groups``: the item is its own group) it draws whole groups, as many as there are (a cluster
+    bootstrap: both sides of a pair stay together, so pair metrics can be computed on a resample).
+    ``statistic`` sees each resample as an index array (an item may appear more than once), or, with
+    ``counts=True``, a batch of resamples as a ``[k, n]`` matrix of how often each item was drawn and returns
+    ``[k]`` values (the vectorised metrics above; a statistic of two models from the same counts is a *paired*
+    bootstrap). The point estimate is the statistic of the items themselves. Resamples whose statistic is NaN
+    (e.g. ROC-AUC of one class, no positive drawn) are left out; ``n_valid`` says how many counted. Seeded:
+    the same call, the same interval. Returns ``value``, ``low``, ``high``, ``level``, ``n_boot``, ``n_valid``,
+    ``seed``.
     """
+    nan = float("nan")
     if n <= 0:
-        return {"value": float("nan"), "low": float("nan"), "high": float("nan"), "level": level, "n_boot": n_boot,
-                "n_valid": 0}
-    if groups is None:
-        members = [np.array([i]) for i in range(n)]
-    else:
+        return {"value": nan, "low": nan, "high": nan, "level": float(level), "n_boot": int(n_boot), "n_valid": 0,
+                "seed": int(seed)}
+    members: list[np.ndarray] | None = None
+    if groups is not None:
         by: dict = {}
         for i, g in enumerate(groups):
             by.setdefault(("item", i) if g is None else ("group", g), []).append(i)
-        members = [np.array(v) for v in by.values()]
+        members = [np.asarray(v) for v in by.values()]
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(members), len(members))
-        v = float(statistic(np.concatenate([members[k] for k in pick])))
-        if not math.isnan(v):
-            values.append(v)
+
+    def draw() -> np.ndarray:
+        if members is None:
+            return rng.integers(0, n, n)
+        return np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+
+    values: list[float] = []
+    for start in range(0, n_boot, BOOTSTRAP_BATCH):
+        k = min(BOOTSTRAP_BATCH, n_boot - start)
+        if counts:
+            batch = np.stack([np.bincount(draw(), minlength=n) for _ in range(k)])
+            values += np.asarray(statistic(batch), dtype=np.float64).tolist()
+        else:
+            values += [float(statistic(draw())) for _ in range(k)]
+    boot = np.asarray(values, dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
     alpha = (1.0 - level) / 2
-    low, high = (np.quantile(values, [alpha, 1 - alpha]).tolist() if values else [float("nan")] * 2)
-    return {"value": float(statistic(np.arange(n))), "low": float(low), "high": float(high), "level": level,
-            "n_boot": n_boot, "n_valid": len(values)}
+    low, high = np.quantile(boot, [alpha, 1 - alpha]).tolist() if boot.size else (nan, nan)
+    value = (float(np.asarray(statistic(np.ones((1, n))), dtype=np.float64)[0]) if counts
+             else float(statistic(np.arange(n))))
+    return {"value": value, "low": float(low), "high": float(high), "level": float(level), "n_boot": int(n_boot),
+            "n_valid": int(boot.size), "seed": int(seed)}
 
 
 def resampled_pairs(idx: np.ndarray, labels, preds, pair_ids) -> list[tuple[int, int]]:
@@ -202,4 +260,33 @@ def resampled_pairs(idx: np.ndarray, labels, preds, pair_ids) -> list[tuple[int,
         vul = [i for i in items if int(labels[i]) == 1]
         fix = [i for i in items if int(labels[i]) == 0]
         out += [(int(preds[v]), int(preds[f])) for v, f in zip(vul, fix)]
+    return out
+
+
+BOOTSTRAP_METRICS = ("f1", "pr_auc")
+"""What :func:`paired_bootstrap` compares: F1 at each model's own threshold, and PR-AUC."""
+
+
+def _weighted(metric: str, y, prob, threshold: float):
+    if metric == "f1":
+        pred = np.asarray(prob) >= threshold
+        return lambda c: weighted_f1(y, pred, c)
+    if metric == "pr_auc":
+        return lambda c: weighted_average_precision(y, prob, c)
+    raise ValueError(f"bootstrap: unknown metric {metric!r} (expected one of {', '.join(BOOTSTRAP_METRICS)})")
+
+
+def paired_bootstrap(y_true, prob_a, threshold_a: float, prob_b, threshold_b: float, *,
+                     metrics: Sequence[str] = BOOTSTRAP_METRICS, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, dict[str, dict[str, float]]]:
+    """Model A vs. model B on the same samples: per metric, ``a``, ``b`` and ``diff`` (A - B), each a
+    :func:`bootstrap_ci` record; all three from the same resamples (the difference is paired)."""
+    y, pa = _arrays(y_true, prob_a)
+    _, pb = _arrays(y_true, prob_b)
+    out = {}
+    for m in metrics:
+        fa, fb = _weighted(m, y, pa, threshold_a), _weighted(m, y, pb, threshold_b)
+        kw = dict(counts=True, n_boot=n_boot, seed=seed, level=level)
+        out[m] = {"a": bootstrap_ci(fa, len(y), **kw), "b": bootstrap_ci(fb, len(y), **kw),
+                  "diff": bootstrap_ci(lambda c, fa=fa, fb=fb: fa(c) - fb(c), len(y), **kw)}
     return out

@@ -157,26 +157,33 @@ class Predictor:
 
         return fns.memo(f"{self.family}:embed", make)
 
-    def probs(self, fns: Functions) -> Any:
-        """Vulnerable-class probability of every function of ``fns`` (numpy, in order), made once per ``fns``.
+    def logits(self, fns: Functions) -> Any:
+        """``[N, 2]`` logits of every function of ``fns`` (float, CPU, in order), made once per ``fns``.
 
         A model with ``classify`` (logits from its ``embed`` output, as its ``forward`` computes them) runs
         its encoder once for both its own score and the embeddings a head built on it reads."""
         def make():
-            import numpy as np
             import torch
 
             if hasattr(self.model, "embed") and hasattr(self.model, "classify"):
                 emb = self.embed(fns)
                 if not len(emb):
-                    return np.zeros(0)
+                    return torch.zeros(0, 2)
                 device = next(self.model.parameters()).device
                 with torch.no_grad():
-                    logits = self.model.classify(emb.to(device)).float()
-                return torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
+                    return self.model.classify(emb.to(device)).float().cpu()
             items = self.featurise(fns)
             logits = embed_items(self.model, items.items, items.collate, method="forward")
-            return torch.softmax(logits, dim=-1)[:, 1].numpy() if len(logits) else np.zeros(0)
+            return logits if len(logits) else torch.zeros(0, 2)
+
+        return fns.memo(f"{self.family}:logits", make)
+
+    def probs(self, fns: Functions) -> Any:
+        """Vulnerable-class probability of every function of ``fns`` (numpy, in order): softmax of :meth:`logits`."""
+        def make():
+            import torch
+
+            return torch.softmax(self.logits(fns), dim=-1)[:, 1].numpy()
 
         return fns.memo(f"{self.family}:probs", make)
 
@@ -193,6 +200,10 @@ class Family(Protocol):
     """Families whose models this one is built on (fusion: transformer, gnn); their probes build them too."""
     memory_probe: bool
     """Whether pre-flight runs its single-batch memory check by default."""
+    initial_candidate: bool
+    """Whether the untrained model competes with the trained epochs (``TrainJob.initial_candidate``): a model
+    that starts as a good answer (the fusion starts as its better branch) is exported as it started unless
+    training beats it on validation."""
 
     def optim_config(self, cfg: Config) -> OptimConfig:
         """Its optimisation settings (epochs, batch size, lr …): its section of the config."""
@@ -234,6 +245,8 @@ class Family(Protocol):
         """What the model sees of each sample of ``split`` (in split order): a key per sample (equal keys: identical
         inputs), whether it is truncated, the setting that shows more, and each sample's cost (the tiny overfit
         draws distinct, cheap samples; pre-flight's data check counts identical pairs)."""
+        ...
+
     def predictor(self, model_dir: str | Path, requires: Mapping[str, Predictor]) -> Predictor:
         """The model in ``model_dir`` (``save`` + ``model_card.json``) as a :class:`Predictor`.
 

@@ -55,10 +55,10 @@ def split_graphs(graphs_dir: str, split: str, samples: Sequence) -> tuple[list, 
 
 
 def graph_splits(graphs_dir: str, data_dir: str, samples: Mapping[str, list[Sample]] | None = None) -> dict[str, list]:
-    """Each split's graphs in the order of the split's samples (``samples``: the splits, if already read); a
-    sample without a graph is a UserError."""
+    """Each split's graphs in the order of the split's samples (``samples``: the splits, if already read -- only
+    those splits are read then; None: all of them); a sample without a graph is a UserError."""
     out = {}
-    for s in SPLITS:
+    for s in (SPLITS if samples is None else tuple(samples)):
         out[s], missing = split_graphs(graphs_dir, s, samples[s] if samples is not None else read_split(data_dir, s))
         if missing:
             raise UserError(f"{graphs_dir}: split {s} has no graph for sample id {missing[0]!r} "
@@ -127,6 +127,7 @@ class GNNFamily:
     inputs = (GRAPHS,)
     requires: tuple[str, ...] = ()
     memory_probe = True
+    initial_candidate = False
 
     def optim_config(self, cfg):
         return cfg.gnn

@@ -146,6 +146,7 @@ class TransformerFamily:
     inputs: tuple[Input, ...] = ()
     requires: tuple[str, ...] = ()
     memory_probe = True
+    initial_candidate = False
 
     def optim_config(self, cfg):
         return cfg.transformer

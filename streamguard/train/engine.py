@@ -5,9 +5,11 @@
 * AMP (bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU) and
   gradient clipping after ``scaler.unscale_`` (``step.train_step``, the one
   training step, which the LR finder uses too, with the same scaler and clip);
-* class weights from the training labels; early stopping on validation F1; the
+* class weights from the training labels; early stopping on validation F1 (an epoch
+  improves when it beats the best so far by more than ``min_delta``); the
   decision threshold tuned on validation (max F1) and applied unchanged to test;
-  the best weights are what is returned and exported;
+  the best weights are what is returned and exported (with ``initial_candidate``, the
+  untrained model competes too, as epoch -1);
 * the LR from a fixed value, the LR cache, the LR finder or the fallback
   (``lr_cache.resolve_lr``), recorded as ``lr_source``;
 * collapse detection (NaN/Inf, exploding gradients, loss spikes, one predicted
@@ -120,6 +122,9 @@ class TrainJob:
     """Per-item sizes of ``train`` (token counts ...): batches are bucketed by them."""
     clock: Callable[[], float] = time.time
     """Wall clock of the LR cache (entry age vs. TTL); tests inject a fake one."""
+    initial_candidate: bool = False
+    """Validate the model before the first epoch too (history epoch -1) and export it unless an epoch beats its
+    validation F1: for a model that starts as a good answer (the fusion starts as its better branch)."""
 
 
 @dataclass
@@ -357,10 +362,15 @@ class _Run:
                 yield self.shard_batch(idx)
 
     def _run_finder(self):
-        """The LR sweep with the training step of this run: its optimizer, loss, grad scaler and clip."""
+        """The LR sweep with the training step of this run: its optimizer, loss, grad scaler and clip.
+
+        The sweep runs from a decade below ``lr_min`` (the first points, where the loss average settles, are
+        skipped) to two decades above ``lr_max`` (where the loss turns up), so its steps are spent around the
+        range the suggestion is clamped to."""
         cfg, tc = self.job.opt, self.job.train_cfg
         return find_lr(self.model, lambda p, lr: make_optimizer(p, lr, cfg.weight_decay), self._finder_batches,
                        loss=self.batch_loss, steps=tc.lr_finder_steps, lr_range=(cfg.lr_min, cfg.lr_max),
+                       start_lr=cfg.lr_min / 10, end_lr=cfg.lr_max * 100, suggest=tc.lr_finder_rule,
                        fallback_lr=cfg.fallback_lr, device=self.device, scaler=self.scaler, max_norm=cfg.grad_clip)
 
     def _restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -461,10 +471,9 @@ class _Run:
                 self.checkpoint()
         return losses
 
-    def end_epoch(self, losses: list[float]) -> None:
-        """Validate: tune the threshold, keep the best weights, count towards early stopping; checkpoint."""
+    def validate(self, epoch: int, losses: list[float] | None) -> bool:
+        """Tune the threshold on validation, record the epoch, keep the weights when best; True when they were."""
         job, state = self.job, self.state
-        epoch = state.epoch
         probs, _ = self.predict(job.valid)
         yv = job.labels(job.valid)
         thr = tune_threshold(yv, probs)
@@ -475,9 +484,18 @@ class _Run:
         state.history.append(rec)
         log.info("%s seed %d epoch %d: loss %.4f valid F1 %.4f", job.family, job.seed, epoch,
                  rec["train_loss"] or float("nan"), vm["f1"])
-        if vm["f1"] > state.best_f1:
-            state.best_f1, state.best_epoch, state.best_threshold, state.bad_epochs = vm["f1"], epoch, thr, 0
+        if vm["f1"] > state.best_f1 + job.opt.min_delta:
+            state.best_f1, state.best_epoch, state.best_threshold = vm["f1"], epoch, thr
             state.best_state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+            return True
+        return False
+
+    def end_epoch(self, losses: list[float]) -> None:
+        """Validate: tune the threshold, keep the best weights, count towards early stopping; checkpoint."""
+        job, state = self.job, self.state
+        epoch = state.epoch
+        if self.validate(epoch, losses):
+            state.bad_epochs = 0
         else:
             state.bad_epochs += 1
         state.epoch, state.pos = epoch + 1, 0
@@ -530,6 +548,8 @@ class _Run:
 def fit(job: TrainJob) -> TrainResult:
     """Train ``job.model`` (resuming from ``job.checkpoint_key`` when a checkpoint is there); see the module doc."""
     run = _Run(job)
+    if job.initial_candidate and run.resumed_from is None:
+        run.validate(-1, None)  # the untrained model: kept unless an epoch beats it (TrainJob.initial_candidate)
     while not run.state.done and run.state.epoch < job.opt.epochs:
         run.end_epoch(run.train_epoch())
     return run.finish()

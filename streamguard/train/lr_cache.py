@@ -7,7 +7,7 @@ An entry is one JSON object at ``<prefix>/<key>.json``::
 
 The key (``lr_cache_key``) is the SHA-256 of the canonical JSON (sorted keys,
 no whitespace) of everything the LR depends on: data fingerprint, model
-identity and config, batch size, sequence length, LR range, finder steps.
+identity and config, batch size, sequence length, LR range, finder steps and rule.
 
 An entry older than the cache's ``ttl_hours`` (the current setting, not the
 one recorded in the entry) is expired; one that does not parse, is not an
@@ -141,12 +141,13 @@ def resolve_lr(opt_cfg: Any, train_cfg: Any, cache: LRCache | None, key_parts: d
     (why a fallback, or a note), ``cache_key``, ``cache`` (hit | miss | expired |
     corrupt | error | disabled | not_used), ``key_parts``; plus ``cached_at``
     on a hit and ``finder`` (the sweep) when the finder ran. The LR range and
-    the finder steps are added to ``key_parts`` because the finder's answer
-    depends on them.
+    the finder steps and rule are added to ``key_parts`` because the finder's
+    answer depends on them.
     """
     parts = {**key_parts,
              "lr_min": getattr(opt_cfg, "lr_min", None), "lr_max": getattr(opt_cfg, "lr_max", None),
-             "lr_finder_steps": getattr(train_cfg, "lr_finder_steps", None)}
+             "lr_finder_steps": getattr(train_cfg, "lr_finder_steps", None),
+             "lr_finder_rule": getattr(train_cfg, "lr_finder_rule", None)}
     parts = json.loads(_canonical(parts))  # what is hashed is exactly what is recorded
     key = lr_cache_key(**parts)
     rec: dict[str, Any] = {"cache_key": key, "key_parts": parts, "reason": None}

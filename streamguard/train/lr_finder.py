@@ -5,8 +5,11 @@ model while the learning rate grows exponentially from ``start_lr`` to
 ``end_lr`` (``torch.optim.lr_scheduler.ExponentialLR``), records the
 bias-corrected exponential moving average of the loss, stops when that
 smoothed loss exceeds ``diverge_factor`` x its best value or a loss is
-non-finite, and suggests the learning rate of steepest descent (minimum of
-d smoothed-loss / d log lr), clamped to ``lr_range``.
+non-finite, and suggests a learning rate from the smoothed curve, clamped to
+``lr_range``: ``steepest`` descent (minimum of d smoothed-loss / d log lr, on
+the curve up to its lowest point) or ``valley`` (fastai's default since 2.5:
+half-way along the longest stretch where the loss keeps falling; less moved by
+the noise of a short sweep).
 
 Each step is the training step (``step.train_step``: the caller's AMP grad
 scaler scales the loss, gradients are unscaled and clipped at ``max_norm``
@@ -121,7 +124,8 @@ class _Snapshot:
 
 def steepest_descent(lrs: list[float], losses: list[float], skip_start: int = 0, skip_end: int = 0,
                      min_points: int = 5) -> tuple[float | None, str | None]:
-    """The lr where the smoothed loss falls fastest against log(lr); (None, reason) when there is none."""
+    """The lr where the smoothed loss falls fastest against log(lr), up to its lowest point (a fall after the
+    minimum is the recovery from a spike, not a rate to train at); (None, reason) when there is none."""
     end = len(lrs) - skip_end
     x, y = np.log(np.asarray(lrs[skip_start:end], dtype=float)), np.asarray(losses[skip_start:end], dtype=float)
     if len(x) < max(2, min_points):
@@ -129,11 +133,45 @@ def steepest_descent(lrs: list[float], losses: list[float], skip_start: int = 0,
                       f"need {max(2, min_points)})")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         return None, "non-finite losses in the sweep"
-    grad = np.gradient(y, x)
+    lowest = int(np.argmin(y))
+    if lowest == 0:
+        return None, "the loss never decreased during the sweep"
+    grad = np.gradient(y[:lowest + 1], x[:lowest + 1])
     i = int(np.argmin(grad))
     if not grad[i] < -1e-4 * max(float(np.abs(y).max()), 1e-12):  # float noise on a flat curve is not descent
         return None, "the loss never decreased during the sweep"
     return float(lrs[skip_start + i]), None
+
+
+def valley(lrs: list[float], losses: list[float], skip_start: int = 0, skip_end: int = 0,
+           min_points: int = 5) -> tuple[float | None, str | None]:
+    """fastai's "valley" rule (fastai >= 2.5's default suggestion, fastai/fastai#3377): the longest stretch
+    over which the smoothed loss keeps falling (its longest decreasing subsequence), and the lr half-way
+    along it. Noise on a short sweep moves the steepest point a lot and this valley little;
+    (None, reason) when there is none."""
+    end = len(lrs) - skip_end
+    y = np.asarray(losses[skip_start:end], dtype=float)
+    if len(y) < max(2, min_points):
+        return None, (f"too few points ({len(y)} usable after skipping {skip_start} + {skip_end}, "
+                      f"need {max(2, min_points)})")
+    if not np.all(np.isfinite(y)):
+        return None, "non-finite losses in the sweep"
+    n = len(y)
+    run = np.ones(n, dtype=int)  # run[i]: length of the longest decreasing subsequence ending at i
+    for i in range(1, n):
+        higher = run[:i][y[:i] > y[i]]
+        if higher.size:
+            run[i] = higher.max() + 1
+    last = int(np.argmax(run))
+    first = max(last - int(run[last]), 0)  # as fastai: the valley is the run's length back from its lowest point
+    if not y[first] - y[last] > 1e-4 * max(float(np.abs(y).max()), 1e-12):  # float noise: no valley
+        return None, "the loss never decreased during the sweep"
+    third = (last - first) / 3
+    return float(lrs[skip_start + first + int(third) + int(third / 2)]), None
+
+
+SUGGESTIONS = {"valley": valley, "steepest": steepest_descent}
+"""The rules that turn a sweep into a learning rate (``find_lr(suggest=...)``, ``train.lr_finder_rule``)."""
 
 
 def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
@@ -141,8 +179,10 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
             lr_range: tuple[float, float] | None = (1e-5, 1e-2), fallback_lr: float = 1e-3,
             smooth: float = 0.05, diverge_factor: float = 4.0, device: torch.device | str = "cpu",
             max_norm: float | None = None, scaler: Any = None, skip_start: int | None = None, skip_end: int = 0,
+            suggest: str = "steepest",
             min_points: int = 5) -> LRFinderResult:
-    """Exponential LR sweep over ``steps`` batches; the steepest-descent LR clamped to ``lr_range``.
+    """Exponential LR sweep over ``steps`` batches; the LR that ``suggest`` picks from it (``steepest``
+    descent or fastai's ``valley``, :data:`SUGGESTIONS`), clamped to ``lr_range``.
 
     ``batches``: a re-iterable of batch dicts, a callable returning an iterator,
     or a one-shot iterator; it is cycled when exhausted. ``loss(model, batch)``
@@ -163,6 +203,8 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
 
     snap = _Snapshot(model, scaler)
     try:
+        if suggest not in SUGGESTIONS:
+            raise ValueError(f"suggest={suggest!r}: expected one of {', '.join(SUGGESTIONS)}")
         if steps < 2 or not (0 < start_lr < end_lr) or not (0 < smooth <= 1):
             raise ValueError(f"bad sweep settings: steps={steps}, start_lr={start_lr}, end_lr={end_lr}, "
                              f"smooth={smooth}")
@@ -199,7 +241,7 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
         if stopped:
             log.info("LR finder: %s", stopped)
         skip = steps // 10 if skip_start is None else skip_start
-        suggested, why = steepest_descent(lrs, losses, skip, skip_end, min_points)
+        suggested, why = SUGGESTIONS[suggest](lrs, losses, skip, skip_end, min_points)
         if suggested is None:
             return fallback(why + (f"; {stopped}" if stopped else ""))
         if not (math.isfinite(suggested) and suggested > 0):
@@ -210,7 +252,7 @@ def find_lr(model: nn.Module, make_optimizer: MakeOptimizer, batches: Any, *,
             lr = min(max(suggested, lo), hi)
             if lr != suggested:
                 note = f"suggested lr {suggested:.3g} clamped to [{lo:.3g}, {hi:.3g}]"
-        log.info("LR finder: lr %.3g (steepest descent %.3g, %d points%s)", lr, suggested, len(lrs),
+        log.info("LR finder: lr %.3g (%s %.3g, %d points%s)", lr, suggest, suggested, len(lrs),
                  f", {stopped}" if stopped else "")
         return LRFinderResult(float(lr), "finder", note, lrs, losses, suggested=suggested, stopped=stopped)
     except Exception as e:  # any failure of the sweep means: train with the fallback

@@ -30,7 +30,9 @@ def other(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(dataset, other, tmp_path_factory):
     work = tmp_path_factory.mktemp("run")
-    out = run_local(dataset, work, seeds=SEEDS, profile="test", eval_uris=[f"other={other}"])
+    # the GNN's LR from the finder (on the first seed) and the LR cache (on the next), as in the demo
+    out = run_local(dataset, work, seeds=SEEDS, profile="test", eval_uris=[f"other={other}"],
+                    overrides={"gnn": {"lr": None}})
     return work, out
 
 
@@ -63,6 +65,35 @@ def test_every_stage_ran_and_summary_holds_three_models_times_seeds(run):
                 assert 0.0 <= s[k] <= 1.0, (fam, seed, k, s[k])
         assert m["best_seed"] in SEEDS
         assert m["mean"]["f1"] == pytest.approx(sum(s["f1"] for s in m["seeds"].values()) / len(SEEDS))
+
+
+def test_lr_from_the_finder_on_the_first_seed_and_from_the_cache_on_the_next(run):
+    work, out = run
+    summary = json.loads((Path(out["summary"]) / "production_summary.json").read_text())
+    sources = {int(k): v["lr_source"] for k, v in summary["models"]["gnn"]["seeds"].items()}
+    assert sources == {SEEDS[0]: "finder", SEEDS[1]: "cache"}  # seeds train one at a time, in order
+    lrs = {v["lr"] for v in summary["models"]["gnn"]["seeds"].values()}
+    assert len(lrs) == 1  # the cached LR is the finder's
+    assert all(v["lr_source"] == "fixed" for v in summary["models"]["transformer"]["seeds"].values())
+    md = Path(out["report"]).read_text()
+    assert "(finder) |" in md and "(cache) |" in md
+
+
+def test_the_ablation_compares_the_fusion_with_both_branches_per_seed(run):
+    work, out = run
+    summary = json.loads((Path(out["summary"]) / "production_summary.json").read_text())
+    abl = summary["ablation"]["models"]["fusion"]
+    assert sorted(map(int, abl["seeds"])) == sorted(SEEDS)
+    for seed, row in abl["seeds"].items():
+        assert set(row["vs"]) == {"transformer", "gnn"}
+        for part, cmp in row["vs"].items():
+            for m in ("f1", "pr_auc"):
+                d = cmp[m]["diff"]
+                assert d["low"] <= d["value"] <= d["high"], (seed, part, m)
+                assert d["value"] == pytest.approx(cmp[m]["a"]["value"] - cmp[m]["b"]["value"])
+            assert cmp["f1"]["a"]["value"] == pytest.approx(summary["models"]["fusion"]["seeds"][seed]["f1"])
+            assert cmp["f1"]["b"]["value"] == pytest.approx(summary["models"][part]["seeds"][seed]["f1"])
+    assert "## Ablation" in Path(out["report"]).read_text()
 
 
 def test_metrics_come_from_the_test_split_predictions(run):
@@ -106,6 +137,9 @@ def test_ui_artifacts_metrics_confusion_matrix_roc_html_markdown(run):
     summary = json.loads((Path(out["summary"]) / "production_summary.json").read_text())
     assert agg["metrics"]["metadata"]["fusion_f1_mean"] == pytest.approx(summary["models"]["fusion"]["mean"]["f1"],
                                                                           abs=1e-6)
+    diff = summary["ablation"]["models"]["fusion"]["overall"]["gnn"]["f1"]["mean_diff"]
+    assert agg["metrics"]["metadata"]["fusion_vs_gnn_f1_diff_mean"] == pytest.approx(diff, abs=1e-6)
+    assert f"fusion_vs_transformer_pr_auc_diff_low_s{SEEDS[0]}" in agg["metrics"]["metadata"]
     assert Path(agg["report"]["uri"]).read_text().startswith("# StreamGuard training summary")
     assert Path(agg["report_html"]["uri"]).read_text().startswith("<!doctype html>")
 

@@ -127,3 +127,50 @@ def test_external_evaluations_of_bundles_from_another_dataset_are_refused(tmp_pa
     ext = _external(tmp_path, "x", {1: ([1, 0], {"gnn": [0.9, 0.1], "fusion": [0.8, 0.2]}, None)}, fp="other")
     with pytest.raises(UserError, match="external x: bundles trained on data"):
         aggregate([_result(tmp_path, "gnn", 1, [0, 1], [0.2, 0.8])], str(tmp_path / "out"), external_dir=ext)
+
+
+def test_ablation_compares_the_fusion_with_each_branch_on_the_same_test_samples(tmp_path):
+    from streamguard.eval.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(4)
+    y = [0, 1] * 30
+    dirs, probs = [], {}
+    for seed in (1, 2):
+        g = np.clip(np.array(y) * 0.5 + rng.uniform(0, 0.5, 60), 0, 1).round(4)
+        t = np.clip(np.array(y) * 0.2 + rng.uniform(0, 0.8, 60), 0, 1).round(4)
+        probs[seed] = {"gnn": g, "transformer": t, "fusion": g}  # this fusion fell back to its GNN
+        for fam, p in probs[seed].items():
+            dirs.append(_result(tmp_path, fam, seed, y, p.tolist(), threshold=0.5))
+    # the transformer's predictions listed in another order: the ablation pairs samples by id, not by line
+    tdir = tmp_path / "transformer-2"
+    lines = (tdir / "predictions.jsonl").read_text().splitlines()
+    (tdir / "predictions.jsonl").write_text("\n".join(lines[::-1]) + "\n")
+    summary = aggregate(dirs, str(tmp_path / "out"))
+    abl = summary["ablation"]["models"]
+    assert list(abl) == ["fusion"] and abl["fusion"]["parts"] == ["transformer", "gnn"]
+    for seed in ("1", "2"):
+        vs = abl["fusion"]["seeds"][seed]["vs"]
+        assert vs["gnn"]["f1"]["diff"] == {**vs["gnn"]["f1"]["diff"], "value": 0.0, "low": 0.0, "high": 0.0}
+        want = paired_bootstrap(y, probs[int(seed)]["fusion"], 0.5, probs[int(seed)]["transformer"], 0.5)
+        assert vs["transformer"]["f1"]["diff"] == pytest.approx(want["f1"]["diff"])
+        assert vs["transformer"]["pr_auc"]["diff"]["value"] == pytest.approx(
+            compute_metrics(y, probs[int(seed)]["fusion"])["pr_auc"]
+            - compute_metrics(y, probs[int(seed)]["transformer"])["pr_auc"])
+    overall = abl["fusion"]["overall"]
+    assert overall["gnn"]["f1"]["seeds_at_least_as_good"] == 2 and overall["gnn"]["f1"]["mean_diff"] == 0.0
+    on_disk = json.loads((tmp_path / "out" / "production_summary.json").read_text())
+    assert on_disk["ablation"]["models"]["fusion"]["seeds"]["1"]["n_test"] == 60
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Ablation" in md and "| 1 | gnn | " in md and "+0.0000 [+0.0000, +0.0000]" in md
+    assert "Ablation" in (tmp_path / "out" / "report.html").read_text()
+    ui = kfp_metrics(summary)
+    assert ui["fusion_vs_gnn_f1_diff_mean"] == 0.0
+    assert ui["fusion_vs_transformer_f1_diff_s2"] == pytest.approx(vs["transformer"]["f1"]["diff"]["value"], abs=1e-6)
+    assert ui["fusion_vs_transformer_f1_diff_low_s2"] <= ui["fusion_vs_transformer_f1_diff_s2"]
+
+
+def test_ablation_refuses_models_scored_on_different_test_samples(tmp_path):
+    a = _result(tmp_path, "fusion", 1, [0, 1, 0, 1], [0.2, 0.8, 0.3, 0.7])
+    b = _result(tmp_path, "gnn", 1, [0, 1, 0], [0.2, 0.8, 0.3])
+    with pytest.raises(UserError, match="test samples differ"):
+        aggregate([a, b], str(tmp_path / "o"))

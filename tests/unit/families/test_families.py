@@ -113,12 +113,17 @@ def test_a_fourth_family_gets_its_command_and_probes_from_the_registry(toy, tiny
     assert mem["family"] == "toy" and mem["batch_items"] == toy.opt.batch_size and mem["passed"], mem["reason"]
 
 
-def test_fusion_features_are_both_encoders_embeddings_and_leave_their_modes_alone(tiny_data):
+@pytest.mark.parametrize("embeddings", [False, True])
+def test_fusion_features_are_both_encoders_margins_then_embeddings_and_leave_their_modes_alone(tiny_data,
+                                                                                               embeddings):
+    import dataclasses
+
     from streamguard.families import fusion
     from streamguard.models.gnn import gnn_collate
     from streamguard.smoke import ProbeContext
 
     data, graphs, cfg = tiny_data
+    cfg = dataclasses.replace(cfg, fusion=dataclasses.replace(cfg.fusion, embeddings=embeddings))
     with ProbeContext(str(data), str(graphs), cfg) as ctx:
         tmodel, _, ds = families.transformer.probe_parts(ctx)
         gmodel, train_graphs, _ = families.gnn.probe_parts(ctx)
@@ -130,7 +135,11 @@ def test_fusion_features_are_both_encoders_embeddings_and_leave_their_modes_alon
         tmodel.eval()
         gmodel.eval()
         with torch.no_grad():
-            t = tmodel.embed(ds.collate([ds[i] for i in idx]))
-            g = gmodel.embed(gnn_collate([train_graphs[i] for i in idx]))
-    assert feats.shape == (len(idx), tmodel.hidden_size + gmodel.cfg.hidden)
-    assert torch.allclose(feats, torch.cat([t, g], dim=1), atol=1e-6)
+            tb, gb = ds.collate([ds[i] for i in idx]), gnn_collate([train_graphs[i] for i in idx])
+            tl, gl = tmodel(tb), gmodel(gb)
+            want = [tl[:, 1:] - tl[:, :1], gl[:, 1:] - gl[:, :1]]
+            if embeddings:
+                want += [tmodel.embed(tb), gmodel.embed(gb)]
+    width = 2 + (tmodel.hidden_size + gmodel.cfg.hidden if embeddings else 0)
+    assert feats.shape == (len(idx), width)
+    assert torch.allclose(feats, torch.cat(want, dim=1), atol=1e-5)

@@ -53,6 +53,7 @@ class ToyFamily:
     inputs: tuple[Input, ...] = ()
     requires: tuple[str, ...] = ()
     memory_probe = False
+    initial_candidate = False
 
     def __init__(self):
         self.opt = OptimConfig(epochs=3, batch_size=16, lr=0.01, patience=5)

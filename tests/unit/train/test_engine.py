@@ -139,6 +139,46 @@ def test_early_stopping_exports_the_best_epochs_weights(tmp_path):
     assert strict_json(tmp_path / "metrics.json")["valid"]["f1"] == pytest.approx(f1s[0])
 
 
+def _separating_linear() -> torch.nn.Module:
+    """A linear model that already separates ``items`` (they differ in x[:, 0]): a good answer before training."""
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 2)
+            with torch.no_grad():
+                self.lin.weight.zero_()
+                self.lin.bias.zero_()
+                self.lin.weight[0, 0], self.lin.weight[1, 0] = -1.0, 1.0
+
+        def forward(self, batch):
+            return self.lin(batch["x"])
+
+    return Linear()
+
+
+@pytest.mark.parametrize("candidate", [True, False])
+def test_the_initial_model_competes_when_asked_and_is_exported_when_no_epoch_beats_it(tmp_path, candidate):
+    flipped = [{**it, "labels": 1 - it["labels"]} for it in items(128, 1, shift=2.0)]  # training only unlearns
+    model = _separating_linear()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    valid = items(64, 2, shift=2.0)
+    with torch.no_grad():
+        p0 = torch.softmax(model(collate(valid)), -1)[:, 1].numpy()
+    f1_0 = compute_metrics(labels(valid), p0, tune_threshold(labels(valid), p0))["f1"]
+    job = make_job(tmp_path, model=model, train=flipped, valid=valid, epochs=3, lr=0.05)
+    job.initial_candidate = candidate
+    result = fit(job)
+    hist = result.history
+    if candidate:
+        assert hist[0]["epoch"] == -1 and hist[0]["train_loss"] is None and hist[0]["valid_f1"] == f1_0
+        assert len(hist) == 4 and all(h["valid_f1"] < f1_0 for h in hist[1:])
+        assert result.best_epoch == -1 and result.valid_metrics["f1"] == f1_0
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in start.items())  # exported as it started
+    else:
+        assert [h["epoch"] for h in hist] == [0, 1, 2] and result.best_epoch >= 0
+        assert result.valid_metrics["f1"] < f1_0
+
+
 def test_class_weights_come_from_the_training_labels(tmp_path, monkeypatch):
     seen = []
     real = engine.loss_fn

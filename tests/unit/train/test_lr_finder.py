@@ -11,7 +11,7 @@ import torch
 
 from streamguard.train import amp
 from streamguard.train.interface import loss_fn
-from streamguard.train.lr_finder import LRFinderResult, find_lr, steepest_descent
+from streamguard.train.lr_finder import LRFinderResult, find_lr, steepest_descent, valley
 from train_toys import MLP, RecordingScaler, separable
 
 
@@ -128,6 +128,44 @@ def test_steepest_descent_on_a_known_curve():
     lr, why = steepest_descent(lrs, losses)
     assert why is None and lr == pytest.approx(1e-3, rel=0.1)
     assert steepest_descent(lrs[:3], losses[:3])[0] is None
+
+
+def _falling_then_rising(lrs) -> list[float]:
+    """Flat at 1 up to 1e-5, falling linearly in log(lr) to 0.2 at 1e-2, then rising steeply."""
+    out = []
+    for lr in lrs:
+        x = np.log10(lr)
+        out.append(1.0 if x <= -5 else 1.0 - 0.8 * (x + 5) / 3 if x <= -2 else 0.2 + 3.0 * (x + 2))
+    return out
+
+
+def test_steepest_descent_ignores_the_fall_after_the_lowest_point():
+    lrs = list(np.logspace(-6, 0, 61))
+    losses = _falling_then_rising(lrs)
+    i = int(np.argmax(np.asarray(lrs) > 0.05))
+    losses[i:] = [2.0 - 1.5 * k / (len(lrs) - i) for k in range(len(lrs) - i)]  # a spike, then a steep recovery
+    lr, why = steepest_descent(lrs, losses)
+    assert why is None and 1e-5 <= lr <= 1e-2  # on the real descent, not in the recovery after the spike
+
+
+def test_valley_is_half_way_along_the_longest_fall_and_little_moved_by_noise():
+    lrs = list(np.logspace(-6, 0, 61))
+    clean = _falling_then_rising(lrs)
+    lr, why = valley(lrs, clean)
+    assert why is None and lr == pytest.approx(10 ** -3.5, rel=0.3)  # the middle of 1e-5 .. 1e-2 in log(lr)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        noisy = list(np.asarray(clean) + rng.normal(0, 0.02, len(clean)))
+        lr, why = valley(lrs, noisy)
+        assert why is None and 10 ** -4.5 <= lr <= 10 ** -2.5
+    assert valley(lrs, [1.0] * len(lrs))[0] is None  # flat: no valley
+    assert valley(lrs[:3], clean[:3])[0] is None
+
+
+def test_the_rule_is_chosen_by_name_and_an_unknown_one_falls_back():
+    torch.manual_seed(0)
+    res = find_lr(MLP(), adam, separable(), steps=30, suggest="nope")
+    assert res.source == "fallback" and "suggest='nope'" in res.reason
 
 
 # ------------------------------------------------------------------ the training step inside the sweep
