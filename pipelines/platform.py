@@ -28,6 +28,7 @@ from typing import Any, Callable, Literal
 import yaml
 
 from pipelines.streamguard_pipeline import TRAINING_STAGES
+from streamguard.champion import IMAGE_ENV
 from streamguard.errors import UserError
 from streamguard.launch import NPROC_ENV
 from streamguard.launch.trainjob import TEMPLATE_ENV, Toleration, TrainJobTemplate
@@ -117,10 +118,11 @@ class Kubernetes:
     config_map_env: dict[str, str] = field(default_factory=lambda: {
         "MINIO_ENDPOINT": "MINIO_ENDPOINT", "MINIO_SECURE": "MINIO_SECURE",
         "STREAMGUARD_STORE": "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS": "LR_CACHE_TTL_HOURS",
-        "STORE_RETRY_BUDGET_S": "STORE_RETRY_BUDGET_S"})
+        "STORE_RETRY_BUDGET_S": "STORE_RETRY_BUDGET_S", "MODEL_REGISTRY_URL": "MODEL_REGISTRY_URL"})
     """ConfigMap key -> environment variable. ``STREAMGUARD_STORE`` (from the cluster's ConfigMap, see
     manifests/) is the store used when the run's ``store_uri`` parameter is empty; ``LR_CACHE_TTL_HOURS`` and
-    ``STORE_RETRY_BUDGET_S`` override the config profile (``streamguard.config.ENV_FIELDS``)."""
+    ``STORE_RETRY_BUDGET_S`` override the config profile (``streamguard.config.ENV_FIELDS``);
+    ``MODEL_REGISTRY_URL`` (empty: none) is the Kubeflow Model Registry that ``publish`` registers in."""
     preflight_on_gpu: bool = True
     """Run the pre-flight gate on the GPU pool (CUDA image) so that its GPU checks see a GPU."""
     preflight_timeout_seconds: int = 1800
@@ -273,6 +275,8 @@ def apply(profile: Profile, stage: str, task) -> None:
     follower = training and k is not None and k.gpu.nodes > 1
     gpu = stage in profile.gpu_stages() and not follower
     task.set_container_image(profile.image((gpu or training) and not follower))
+    if stage == "publish":  # lineage: the model card names the image that published it
+        task.set_env_variable(IMAGE_ENV, profile.image(False))
     if k is None:
         return
     from kfp import kubernetes

@@ -31,6 +31,8 @@ MODELS = "models"
 POINTER = "champion.json"
 CHAMPION = "champion"
 CARD = "card.json"
+IMAGE_ENV = "STREAMGUARD_IMAGE"
+"""The image the publish task runs in (the compile profile sets it): lineage in the model card."""
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -30,7 +30,8 @@ from typing import Any, Callable, Sequence
 
 from streamguard import __version__
 from streamguard.bundle import MANIFEST, Bundle, check_manifest, load_bundle, upload_bundle
-from streamguard.champion import (CARD, make_version, pointer_key, read_pointer, swap_pointer, version_prefix)
+from streamguard.champion import (CARD, IMAGE_ENV, make_version, pointer_key, read_pointer, swap_pointer,
+                                  version_prefix)
 from streamguard.config import Config
 from streamguard.errors import RegistryError, UserError
 from streamguard.gate import LOWER_IS_BETTER, Scorer, card_metrics, compare, gate_datasets
@@ -39,8 +40,6 @@ from streamguard.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
-IMAGE_ENV = "STREAMGUARD_IMAGE"
-"""The image the publish task runs in (set by the compile profile): lineage in the card."""
 
 
 def _valid_value(manifest: dict[str, Any], metric: str) -> float:
