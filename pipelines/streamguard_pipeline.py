@@ -39,8 +39,8 @@ class Outputs(NamedTuple):
 TaskHook = Callable[[str, PipelineTask], None]
 """``hook(stage, task)``: called once per task while the graph is built; ``stage`` is the component's
 name (``source_version``, ``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``,
-``train_fusion``, ``evaluate``, ``aggregate``, ``publish``). ``pipelines/platform.py`` uses it to apply a compile profile's
-Kubernetes settings."""
+``train_fusion``, ``evaluate``, ``aggregate``, ``publish``). ``pipelines/platform.py`` uses it to apply a compile
+profile's Kubernetes settings."""
 
 CACHEABLE_STAGES = ("ingest", "build_graphs", "aggregate")
 TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")

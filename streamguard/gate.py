@@ -135,6 +135,12 @@ def card_metrics(b: Bundle, scorer: Scorer, metric: str, n_boot: int) -> dict[st
     return out
 
 
+def _difference(sign: float, fc, fp, y: np.ndarray, pc: np.ndarray, pp: np.ndarray,
+                pair_ids: Sequence | None) -> Callable[[np.ndarray], float]:
+    """The paired statistic: "challenger better by" on the functions at ``idx`` (both models, same functions)."""
+    return lambda i: sign * (fc(y[i], pc[i], _sub(pair_ids, i)) - fp(y[i], pp[i], _sub(pair_ids, i)))
+
+
 def compare(challenger: Bundle, champion: Bundle, scorer: Scorer, *, metric: str, margin: float, rule: str,
             n_boot: int) -> dict[str, Any]:
     """Both bundles on every gate dataset; the decision (``promote``) and every number behind it."""
@@ -152,8 +158,7 @@ def compare(challenger: Bundle, champion: Bundle, scorer: Scorer, *, metric: str
             row["challenger"], row["champion"] = fc(y, pc, pair_ids), fp(y, pp, pair_ids)
             row["delta"] = sign * (row["challenger"] - row["champion"])
             groups = [g if g is not None else f"#{i}" for i, g in enumerate(pair_ids)]
-            ci = _ci(lambda i: sign * (fc(y[i], pc[i], _sub(pair_ids, i)) - fp(y[i], pp[i], _sub(pair_ids, i))),
-                     len(idx), groups, n_boot)
+            ci = _ci(_difference(sign, fc, fp, y, pc, pp, pair_ids), len(idx), groups, n_boot)
             row["delta_interval"] = {"low": ci["low"], "high": ci["high"], "level": ci.get("level", 0.95),
                                      "n_boot": ci["n_boot"]}
         else:

@@ -106,7 +106,7 @@ def annotate_published(artifact: Any, result: dict[str, Any]) -> None:
     """Lineage-readable metadata on the publish step's ``Model`` artifact: where the bundle is, the version, the
     gate's decision and scores, the champion, the Model Registry ids (the KFP UI shows these)."""
     g, reg = result["gate"], result.get("registry") or {}
-    artifact.metadata.update({
+    meta = {
         "store_uri": result["uri"], "model_name": result["model_name"], "version": result["version"],
         "format": "streamguard-bundle", "seed": result["card"]["seed"], "decision": g["decision"],
         "promoted": bool(g["promoted"]), "gate_metric": g.get("metric"), "challenger_score": g.get("challenger_score"),
@@ -114,7 +114,8 @@ def annotate_published(artifact: Any, result: dict[str, Any]) -> None:
         "champion": result["champion"], "data_fingerprint": result["card"]["lineage"].get("data_fingerprint"),
         "image": result["card"]["lineage"].get("image"), "registered": bool(reg.get("registered")),
         "registry_model_version_id": reg.get("model_version_id"),
-    })
+    }
+    artifact.metadata.update({k: v for k, v in meta.items() if v is not None})  # KFP metadata has no null
 
 
 def publish_and_log(bundles: list[str], *, data: Any, summary: Any, external: Any, profile: str, overrides: dict,

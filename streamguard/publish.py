@@ -30,8 +30,7 @@ from typing import Any, Callable, Sequence
 
 from streamguard import __version__
 from streamguard.bundle import MANIFEST, Bundle, check_manifest, load_bundle, upload_bundle
-from streamguard.champion import (CARD, IMAGE_ENV, make_version, pointer_key, read_pointer, swap_pointer,
-                                  version_prefix)
+from streamguard.champion import CARD, IMAGE_ENV, make_version, pointer_key, read_pointer, swap_pointer, version_prefix
 from streamguard.config import Config
 from streamguard.errors import RegistryError, UserError
 from streamguard.gate import LOWER_IS_BETTER, Scorer, card_metrics, compare, gate_datasets

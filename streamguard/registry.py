@@ -154,9 +154,9 @@ def register(url: str, *, name: str, version: str, uri: str, card: Mapping[str, 
                 name=name, owner=AUTHOR, description=description or "StreamGuard vulnerable-function detector")))
         mv = call("find model version", lambda: api.get_model_version_by_params(rm.id, version))
         if mv is None:
+            about = f"seed {card.get('seed')}: {(card.get('gate') or {}).get('reason', '')}"[:250]
             mv = call("create model version", lambda: api.upsert_model_version(ModelVersion(
-                name=version, author=AUTHOR, description=f"seed {card.get('seed')}, {card.get('gate', {}).get('reason', '')}"
-                [:250], custom_properties=metadata(card)), rm.id))
+                name=version, author=AUTHOR, description=about, custom_properties=metadata(card)), rm.id))
         ma = call("find model artifact", lambda: api.get_model_artifact_by_params(name, mv.id))
         if ma is None:
             ma = call("create model artifact", lambda: api.upsert_model_version_artifact(ModelArtifact(

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from registry_double import PREFIX, RegistryDouble
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from registry_double import PREFIX, RegistryDouble
 from streamguard.bundle import load_bundle
 from streamguard.champion import make_version, read_pointer, resolve
 from streamguard.cli import main
