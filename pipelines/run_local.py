@@ -38,7 +38,7 @@ def run_local(input_uri: str, workdir: str | Path, *, pipeline_yaml: str | Path 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(pipeline_yaml))
     args = {"input_uri": str(Path(input_uri).resolve()), "profile": profile, "store_uri": str(store),
-            "overrides": overrides or {}, "require_gpu": require_gpu}
+            "overrides": _nulls_as_text(overrides or {}), "require_gpu": require_gpu}
     if seeds is not None:
         args["seeds"] = list(seeds)
     if eval_uris is not None:
@@ -51,6 +51,14 @@ def run_local(input_uri: str, workdir: str | Path, *, pipeline_yaml: str | Path 
     out["pipeline_root"] = str(root)
     out["run_dir"] = str(root / Path(out["summary"]).relative_to(root).parts[0])
     return out
+
+
+def _nulls_as_text(value):
+    """``None`` -> ``"null"`` in nested overrides: the KFP SDK cannot put a null into a parameter, and the
+    config reads ``"null"`` as None for a field that is not a string (``{"gnn": {"lr": None}}``: the LR finder)."""
+    if isinstance(value, dict):
+        return {k: _nulls_as_text(v) for k, v in value.items()}
+    return "null" if value is None else value
 
 
 def bundles_of(run_dir: str | Path) -> list[Path]:

@@ -14,6 +14,7 @@ keep ``base``'s value or the default. Errors name the field path and the value, 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Mapping
@@ -44,9 +45,12 @@ def convert(tp: Any, value: Any, where: str, *, current: Any = None, raw: bool =
             error: type[Exception] = UserError) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if type(None) in args and (value is None or (raw and value in _NONE_WORDS)):
-            return None
         inner = [a for a in args if a is not type(None)]
+        # "null" means None on the CLI, and in a mapping too where the field cannot be a string: a KFP
+        # parameter (the pipeline's ``overrides``) cannot carry a JSON null through the SDK
+        words = isinstance(value, str) and value in _NONE_WORDS and (raw or value != "")
+        if type(None) in args and (value is None or (words and (raw or str not in inner))):
+            return None
         for a in inner:
             try:
                 return convert(a, value, where, current=current, raw=raw, error=error)
@@ -84,6 +88,8 @@ def convert(tp: Any, value: Any, where: str, *, current: Any = None, raw: bool =
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+            return float(value)  # YAML 1.1 (PyYAML) reads `1e-4` (no dot) as a string; YAML 1.2 and users: a number
         raise error(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -92,6 +98,9 @@ def convert(tp: Any, value: Any, where: str, *, current: Any = None, raw: bool =
             return str(value)  # `cpu: 8` in YAML means "8"
         raise error(f"{where}: expected a string, got {value!r}")
     raise error(f"{where}: unsupported type {tp}")
+
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def _literal(allowed: tuple, value: Any, where: str, *, raw: bool, error: type[Exception]) -> Any:

@@ -15,7 +15,7 @@ from streamguard.errors import UserError
 def test_profiles_load_and_override():
     cfg = load_config("demo", overrides={"gnn": {"epochs": 7}}, sets=["transformer.lr=null", "train.amp=off"])
     assert cfg.gnn.epochs == 7 and cfg.transformer.lr is None and cfg.train.amp == "off"
-    assert cfg.gnn.hidden == 96 and cfg.gnn.lr == 0.001  # an override keeps the profile's other fields
+    assert cfg.gnn.hidden == 96 and cfg.gnn.patience == 6 and cfg.gnn.lr is None  # the profile's other fields stay
     assert cfg.transformer.pretrained == "scratch"
     assert load_config("production").transformer.pretrained == "microsoft/codebert-base"
 
@@ -50,6 +50,21 @@ def test_configmap_env_sits_between_profile_and_overrides(monkeypatch):
     monkeypatch.setenv("LR_CACHE_TTL_HOURS", "soon")
     with pytest.raises(UserError, match="train.lr_cache_ttl_hours: expected a number, got 'soon'"):
         load_config("demo")
+
+
+def test_exponent_floats_are_numbers_on_the_cli_and_in_yaml(tmp_path):
+    # PyYAML (YAML 1.1) reads `1e-4` (no dot) as a string; for a float field it is the number a user meant
+    cfg = load_config("demo", sets=["train.collapse.min_output_std=1e-8", "gnn.lr=5E-3"])
+    assert cfg.train.collapse.min_output_std == 1e-8 and cfg.gnn.lr == 0.005
+    with pytest.raises(UserError, match="gnn.lr: expected a number, got '1e-'"):
+        load_config("demo", sets=["gnn.lr=1e-"])
+
+
+def test_null_in_overrides_means_none_where_the_field_is_not_a_string():
+    # a KFP parameter cannot carry a JSON null through the SDK: the pipeline's overrides write "null"
+    assert load_config("test", overrides={"gnn": {"lr": "null"}}).gnn.lr is None
+    with pytest.raises(UserError, match="gnn.lr: expected a number, got ''"):
+        load_config("test", overrides={"gnn": {"lr": ""}})
 
 
 # ------------------------------------------------------------------ fixed choices (Literal fields)
