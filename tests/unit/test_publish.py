@@ -284,3 +284,16 @@ def test_registry_down_one_line_and_the_store_publish_stands(bundles, trained, l
     errors = [x for x in err.splitlines() if x.startswith("streamguard: error:")]
     assert code == 7 and len(errors) == 1 and "Traceback" not in err and "model registry" in errors[0]
     assert local_store.exists(f"models/streamguard/{make_version('down-2', *_v())}/card.json")
+
+
+def test_a_champion_this_code_cannot_load_is_kept_unless_told(bundles, trained, local_store, tmp_path):
+    r1 = run(bundles["constant"], trained, local_store, tmp_path / "1", "old-1")
+    key = f"models/streamguard/{r1['version']}/bundle.json"
+    manifest = json.loads(local_store.get_bytes(key))
+    local_store.put_bytes(key, json.dumps({**manifest, "format": 99}).encode())  # an older/newer bundle format
+    r2 = run(bundles["good"], trained, local_store, tmp_path / "2", "new-2")
+    assert r2["gate"]["decision"] == "refused" and "cannot be loaded" in r2["gate"]["reason"]
+    assert "bundle format 99" in r2["gate"]["reason"]
+    r3 = run(bundles["good"], trained, local_store, tmp_path / "3", "new-3", "publish.incompatible_champion=promote")
+    assert r3["gate"]["decision"] == "promoted"
+    assert read_pointer(local_store, "streamguard")[0]["version"] == r3["version"]
