@@ -35,7 +35,7 @@ GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
 CPU_STAGES = {"source_version", "ingest", "build_graphs", "evaluate", "aggregate", "publish"}
 SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
 CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS",
-                                  "STORE_RETRY_BUDGET_S", "MODEL_REGISTRY_URL")}
+                                  "STORE_RETRY_BUDGET_S")}
 # Injected into the environment while compiling: none may end up in the YAML.
 DUMMY_CREDENTIALS = {
     "MINIO_ACCESS_KEY": "sg-test-dummy-access-5d1f0c",
@@ -183,9 +183,13 @@ def test_every_cluster_task_reads_credentials_from_the_secret_and_config_map(com
         assert secret.secret_name == "streamguard-minio"
         assert {e.secret_key: e.env_var for e in secret.key_to_env} == SECRET_ENV
         assert not secret.optional
-        (cm,) = cfg.config_map_as_env
-        assert cm.config_map_name == "streamguard-config"
+        cm, *more = cfg.config_map_as_env
+        assert cm.config_map_name == "streamguard-config" and not cm.optional
         assert {e.config_map_key: e.env_var for e in cm.key_to_env} == CONFIG_MAP_ENV
+        # publish alone reads the Model Registry address (a training pod never depends on that key)
+        assert [(m.config_map_name, m.optional, {e.config_map_key: e.env_var for e in m.key_to_env}) for m in more] \
+            == ([("streamguard-config", False, {"MODEL_REGISTRY_URL": "MODEL_REGISTRY_URL"})] if stage == "publish"
+                else []), stage
         # plain container env holds no credential, and no store: STREAMGUARD_STORE is the cluster's (ConfigMap)
         assert not {e.name for e in container.env} & {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT",
                                                       "STREAMGUARD_STORE"}, stage
