@@ -9,7 +9,7 @@ arrives or stops answering fails instead of waiting for ever (a rendezvous that 
 and exit 6; a rank that *dies* is noticed sooner: torchrun stops the others). Without ``WORLD_SIZE`` > 1 the
 context is a single process and every method is a no-op, so the engine runs one code path.
 
-What the engine does with it (``streamguard.train.engine``):
+What the engine does with it (``streamguard.train.engine``, its glue in ``streamguard.train.sharding``):
 
 * batches: ``epoch_batches`` stays the *global* batch order (a pure function of seed and epoch); rank ``r``
   trains on items ``r, r + W, r + 2W, ...`` of each global batch (:meth:`Dist.batch_shard`), the loss of

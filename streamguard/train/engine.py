@@ -52,16 +52,16 @@ inside an epoch replays the same batches. The run's progress is a typed
 :class:`~streamguard.train.state.TrainState`, stored in the checkpoint under its
 field names. ``fit`` reads top-down: set-up (``_Run.__init__``: device, AMP, LR
 decision, optimizer, resume), ``train_epoch``, ``end_epoch`` (validation, best
-weights, early stopping), ``finish`` (export checks, test predictions).
+weights, early stopping), ``finish`` (export checks, test predictions). Pieces in
+modules of their own: ``train.schedule`` (seeding, batch order, LR schedule),
+``train.sharding`` (the data-parallel glue above), ``train.outputs`` (the files a
+finished run writes, :func:`write_outputs`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import platform
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,28 +72,28 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from streamguard import __version__
 from streamguard.config import OptimConfig, TrainConfig
-from streamguard.errors import CollapseError, UserError
+from streamguard.errors import CollapseError
 from streamguard.eval.metrics import compute_metrics, tune_threshold
-from streamguard.eval.predictions import write_predictions
-from streamguard.jsonio import write_json_atomic
 from streamguard.storage import ObjectStore
 from streamguard.train import amp as amp_mod
-from streamguard.train import distributed
+from streamguard.train import distributed, sharding
 from streamguard.train.checkpoint import CheckpointWriter, load_checkpoint, rng_state, set_rng_state
 from streamguard.train.collapse import CollapseMonitor, handle_collapse
 from streamguard.train.device import cuda_required, resolve_device
 from streamguard.train.interface import class_weights_from_labels, loss_fn, move_to
 from streamguard.train.lr_cache import LRCache, resolve_lr
 from streamguard.train.lr_finder import find_lr
+from streamguard.train.outputs import write_outputs
+from streamguard.train.schedule import epoch_batches, linear_schedule, seed_everything
+from streamguard.train.sharding import RANK_SEED_STRIDE
 from streamguard.train.state import TrainState
 from streamguard.train.step import make_optimizer, train_step
 
-log = logging.getLogger(__name__)
+__all__ = ["RANK_SEED_STRIDE", "TrainJob", "TrainResult", "epoch_batches", "fit", "predict", "seed_everything",
+           "write_outputs"]
 
-RANK_SEED_STRIDE = 1_000_003
-"""Rank r of a distributed run seeds its RNG streams (dropout) with ``seed + r * RANK_SEED_STRIDE``."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,40 +145,6 @@ class TrainResult:
     """World size, backend and per-rank batch of a distributed run; None in one process."""
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        if torch.backends.cudnn.is_available():
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, lengths: Sequence[int] | None = None,
-                  bucket_batches: int = 50) -> list[list[int]]:
-    """The shuffled batch index lists of one epoch: a pure function of (seed, epoch).
-
-    With ``lengths`` (e.g. token counts) items are bucketed: the shuffled order is
-    cut into windows of ``bucket_batches`` batches, each window sorted by length and
-    cut into batches, and the batch order shuffled again — so a batch holds items of
-    similar length (less padding) while every epoch still sees a fresh random order.
-    """
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g).tolist()
-    if lengths is None:
-        return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
-    window = batch_size * bucket_batches
-    batches = []
-    for w in range(0, n, window):
-        chunk = sorted(perm[w:w + window], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    order = torch.randperm(len(batches), generator=g).tolist()
-    return [batches[i] for i in order]
-
-
 @torch.no_grad()
 def predict(model: nn.Module, data: Sequence, collate: Callable, batch_size: int, device: torch.device,
             amp_ctx: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -196,41 +162,6 @@ def predict(model: nn.Module, data: Sequence, collate: Callable, batch_size: int
     return torch.cat(probs).numpy(), torch.cat(logits_all).numpy()
 
 
-def _linear_schedule(optimizer, total_steps: int, warmup_share: float = 0.06):
-    warmup = max(1, int(total_steps * warmup_share))
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.05, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
-
-
-def _hardware(device: torch.device) -> dict[str, Any]:
-    hw: dict[str, Any] = {"device": str(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                          "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        hw.update(gpu=p.name, gpu_memory_bytes=p.total_memory, capability=f"{p.major}.{p.minor}",
-                  bf16=torch.cuda.is_bf16_supported())
-    return hw
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "streamguard": __version__}
-    for pkg in ("torch", "transformers", "tokenizers", "torch-geometric", "tree-sitter", "tree-sitter-c", "numpy",
-                "scikit-learn"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    out["cuda"] = torch.version.cuda or "none"
-    return out
-
-
 class _Run:
     """One call of :func:`fit`: set-up (device, AMP, LR, optimizer, resume), then epochs, then the export."""
 
@@ -245,7 +176,7 @@ class _Run:
         self.device = device
         self.module = job.model.to(device)
         """The model itself: what is evaluated, checkpointed and exported."""
-        self.model = self._wrap(self.module)
+        self.model = sharding.wrap(self.module, self.dist, device)
         """What trains: ``module``, or ``module`` in DistributedDataParallel."""
         self.amp_ctx = amp_mod.make_amp(device, tc.amp)
         self.train_labels = list(job.labels(job.train))
@@ -253,7 +184,7 @@ class _Run:
         self.class_weight = [float(w) for w in self.weights.cpu()]
         self.scaler = amp_mod.make_scaler(self.amp_ctx)
         ckpt = load_checkpoint(job.store, job.checkpoint_key) if job.store and job.checkpoint_key else None
-        self._check_ranks_agree(ckpt)
+        sharding.check_ranks_agree(job, self.dist, self.train_labels, ckpt)
         self.lr_info = self._resolve_lr(ckpt)
         lr = float(self.lr_info["lr"])
         log.info("%s seed %d: lr %.3g (%s)", job.family, job.seed, lr, self.lr_info["lr_source"])
@@ -261,7 +192,7 @@ class _Run:
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, lr, cfg.weight_decay)
         n_batches = math.ceil(len(job.train) / cfg.batch_size)
-        self.scheduler = _linear_schedule(self.optimizer, max(1, cfg.epochs * n_batches))
+        self.scheduler = linear_schedule(self.optimizer, max(1, cfg.epochs * n_batches))
         self.monitor = CollapseMonitor(tc.collapse)
         self.state = TrainState()
         self.resumed_from = self._restore(ckpt) if ckpt is not None else None
@@ -273,61 +204,16 @@ class _Run:
         """Seed the RNG streams: ``seed`` (+ ``offset``), each rank its own (rank 0's is the 1-process stream)."""
         seed_everything(self.job.seed + offset + RANK_SEED_STRIDE * self.dist.rank, self.job.train_cfg.deterministic)
 
-    def _wrap(self, module: nn.Module) -> nn.Module:
-        """``module`` in DistributedDataParallel when distributed. Buffers are synced once, not every step: no
-        model here has running statistics (LayerNorm only), and evaluation runs on ``module`` itself."""
-        if not self.dist.enabled:
-            return module
-        from torch.nn.parallel import DistributedDataParallel
-
-        if self.device.type == "cuda":
-            return DistributedDataParallel(module, device_ids=[self.device.index], output_device=self.device.index,
-                                           forward_sync_buffers=False)
-        return DistributedDataParallel(module, forward_sync_buffers=False)
-
-    def _check_ranks_agree(self, ckpt: dict[str, Any] | None) -> None:
-        """Every rank must see the same splits and the same checkpoint (else the shards would not add up)."""
-        if not self.dist.enabled:
-            return
-        job = self.job
-        mine = {"sizes": (len(job.train), len(job.valid), len(job.test)), "labels": hash(tuple(self.train_labels)),
-                "lengths": hash(tuple(job.lengths)) if job.lengths is not None else None,
-                "checkpoint": None if ckpt is None else (ckpt["epoch"], ckpt["pos"], ckpt["step"])}
-        seen = self.dist.all_gather(mine)
-        for rank, other in enumerate(seen):
-            for key in mine:
-                if other[key] != seen[0][key]:
-                    where = f"{job.store.uri}/{job.checkpoint_key}" if job.store else "the object store"
-                    raise UserError(
-                        f"{job.family} seed {job.seed}: rank {rank} sees {key} {other[key]} but rank 0 sees "
-                        f"{seen[0][key]}" + (f" at {where}: the ranks do not share one object store (a local "
-                                             "directory store on several nodes?)" if key == "checkpoint" else
-                                             ": the ranks read different data"))
-
     def shard_batch(self, idx: list[int]) -> dict[str, Any]:
-        """What this rank trains on of the global batch ``idx``: its collated shard, on the device, with the loss
-        normalisation (``weight_sum``: the global batch's class-weight sum / W) and ``live`` (False: an empty
-        shard stood in for by one item with weight 0, so DDP still gets this rank's gradients)."""
-        job, d = self.job, self.dist
-        if not d.enabled:
-            return {"batch": move_to(job.collate([job.train[i] for i in idx]), self.device), "weight_sum": None,
-                    "live": True}
-        mine = d.batch_shard(idx)
-        total = sum(self.class_weight[self.train_labels[i]] for i in idx)
-        return {"batch": move_to(job.collate([job.train[i] for i in (mine or idx[:1])]), self.device),
-                "weight_sum": total / d.world, "live": bool(mine)}
+        """This rank's shard of the global batch ``idx`` (``sharding.shard_batch``)."""
+        return sharding.shard_batch(self.job, self.dist, self.device, idx, self.class_weight, self.train_labels)
 
     def batch_loss(self, model: nn.Module, shard: dict[str, Any]):
         """(loss, logits) of a :meth:`shard_batch`. Distributed: the loss's *value* is the global batch's loss
         (all-reduced, the same on every rank), its gradient this rank's part of it (DDP averages the parts)."""
         with amp_mod.autocast(self.amp_ctx):
             loss, logits = loss_fn(model, shard["batch"], self.weights, weight_sum=shard["weight_sum"])
-        if not self.dist.enabled:
-            return loss, logits
-        if not shard["live"]:
-            loss = loss * 0.0
-        part = loss.detach()
-        return loss + (self.dist.mean(part) - part), logits
+        return sharding.global_loss(self.dist, loss, shard["live"]), logits
 
     def _resolve_lr(self, ckpt: dict[str, Any] | None) -> dict[str, Any]:
         """The checkpoint's LR decision on resume; else fixed, cache, LR finder or fallback (``resolve_lr``).
@@ -410,11 +296,8 @@ class _Run:
                 **({"rng_ranks": ranks} if ranks else {})})
 
     def agree(self, reason: str | None, step: int | None) -> str | None:
-        """A collapse flag every rank acts on: raised on any rank, raised on all (the inputs are all-reduced,
-        so the ranks agree anyway; this keeps one rank from stopping while the others wait for it)."""
-        if not self.dist.enabled or not self.dist.any(reason is not None):
-            return reason
-        return reason or f"collapse detected on another rank (step {step})"
+        """A collapse flag every rank acts on (``sharding.agree``)."""
+        return sharding.agree(self.dist, reason, step)
 
     def collapse(self, reason: str, epoch: int, action: str) -> None:
         job, tc, state = self.job, self.job.train_cfg, self.state
@@ -538,11 +421,7 @@ class _Run:
                            distributed=self.describe_distributed())
 
     def describe_distributed(self) -> dict[str, Any] | None:
-        d, bs = self.dist, self.job.opt.batch_size
-        if not d.enabled:
-            return None
-        return {"world_size": d.world, "backend": d.backend, "global_batch_size": bs,
-                "per_rank_batch_size": [len(range(r, bs, d.world)) for r in range(d.world)]}
+        return sharding.describe(self.dist, self.job.opt.batch_size)
 
 
 def fit(job: TrainJob) -> TrainResult:
@@ -554,26 +433,3 @@ def fit(job: TrainJob) -> TrainResult:
         run.end_epoch(run.train_epoch())
     return run.finish()
 
-
-def write_outputs(job: TrainJob, result: TrainResult, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """``training_metadata.json``, ``metrics.json`` and ``predictions.jsonl`` (idx, label, probability)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = job.test_ids or [str(i) for i in range(len(result.test_labels))]
-    write_predictions(out / "predictions.jsonl", ids, result.test_labels, result.test_probs, result.threshold,
-                      job.test_pair_ids)
-    metrics = {"family": job.family, "seed": job.seed, "threshold": result.threshold,
-               "test": result.test_metrics, "valid": result.valid_metrics}
-    write_json_atomic(out / "metrics.json", metrics)
-    meta = {
-        "family": job.family, "seed": job.seed, "config": {"optim": vars(job.opt), "train": vars(job.train_cfg)},
-        "lr": result.lr_info.get("lr"), "lr_source": result.lr_info.get("lr_source"), "lr_info": result.lr_info,
-        "history": result.history, "best_epoch": result.best_epoch, "threshold": result.threshold,
-        "timings": {"train_seconds": result.seconds}, "resumed_from": result.resumed_from,
-        "collapse_events": result.collapse_events, "distributed": result.distributed,
-        "hardware": _hardware(next(job.model.parameters()).device), "versions": library_versions(),
-        "sizes": {"train": len(job.train), "valid": len(job.valid), "test": len(job.test)},
-        **job.extra_metadata,
-    }
-    write_json_atomic(out / "training_metadata.json", meta)
-    return meta

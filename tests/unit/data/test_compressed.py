@@ -92,7 +92,8 @@ def test_a_directory_of_split_named_gz_files_keeps_the_published_split_and_names
 
 
 def test_zst_input(tmp_path):
-    zstandard = pytest.importorskip("zstandard", reason="zstandard is optional (not a StreamGuard dependency)")
+    import zstandard  # a StreamGuard dependency (pyproject.toml, the image locks)
+
     (tmp_path / "d.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(_jsonl(_rows(12))))
     assert len(load(tmp_path / "d.jsonl.zst", "auto").rows) == 12
 
