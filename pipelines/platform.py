@@ -28,9 +28,11 @@ from typing import Any, Callable, Literal
 import yaml
 
 from pipelines.streamguard_pipeline import TRAINING_STAGES
+from streamguard.champion import IMAGE_ENV
 from streamguard.errors import UserError
 from streamguard.launch import NPROC_ENV
 from streamguard.launch.trainjob import TEMPLATE_ENV, Toleration, TrainJobTemplate
+from streamguard.registry import URL_ENV as REGISTRY_URL_ENV
 from streamguard.train.device import REQUIRE_CUDA_ENV
 from streamguard.typed import build
 
@@ -120,7 +122,10 @@ class Kubernetes:
         "STORE_RETRY_BUDGET_S": "STORE_RETRY_BUDGET_S"})
     """ConfigMap key -> environment variable. ``STREAMGUARD_STORE`` (from the cluster's ConfigMap, see
     manifests/) is the store used when the run's ``store_uri`` parameter is empty; ``LR_CACHE_TTL_HOURS`` and
-    ``STORE_RETRY_BUDGET_S`` override the config profile (``streamguard.config.ENV_FIELDS``)."""
+    ``STORE_RETRY_BUDGET_S`` override the config profile (``streamguard.config.ENV_FIELDS``). The ``publish``
+    task alone also reads ``MODEL_REGISTRY_URL``, the Model Registry it registers in (empty: none; manifests/
+    sets it empty: a ConfigMap made before it has no such key, and the publish pod would not start until
+    ``make deploy`` renews it)."""
     preflight_on_gpu: bool = True
     """Run the pre-flight gate on the GPU pool (CUDA image) so that its GPU checks see a GPU."""
     preflight_timeout_seconds: int = 1800
@@ -273,6 +278,8 @@ def apply(profile: Profile, stage: str, task) -> None:
     follower = training and k is not None and k.gpu.nodes > 1
     gpu = stage in profile.gpu_stages() and not follower
     task.set_container_image(profile.image((gpu or training) and not follower))
+    if stage == "publish":  # lineage: the model card names the image that published it
+        task.set_env_variable(IMAGE_ENV, profile.image(False))
     if k is None:
         return
     from kfp import kubernetes
@@ -304,6 +311,9 @@ def apply(profile: Profile, stage: str, task) -> None:
         kubernetes.set_image_pull_secrets(task, list(k.image_pull_secrets))
     kubernetes.use_secret_as_env(task, secret_name=k.secret, secret_key_to_env=dict(k.secret_env))
     kubernetes.use_config_map_as_env(task, config_map_name=k.config_map, config_map_key_to_env=dict(k.config_map_env))
+    if stage == "publish":  # only publish: a training pod never depends on the key (an optional key needs 2.15)
+        kubernetes.use_config_map_as_env(task, config_map_name=k.config_map,
+                                         config_map_key_to_env={REGISTRY_URL_ENV: REGISTRY_URL_ENV})
     if gpu and not k.allow_cpu_training:
         task.set_env_variable(REQUIRE_CUDA_ENV, "1")
     if training and gpu and pool.gpus_per_task > 1:

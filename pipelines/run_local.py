@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report (Markdown):       {out['report']}")
     print(f"report (HTML):           {out['report_html']}")
     print(f"all KFP artifacts:       {out['pipeline_root']}")
+    pub = json.loads((Path(out["published"]) / "publish.json").read_text())
+    print(f"published:               {pub['uri']} ({pub['gate']['decision']}; champion {pub['champion']}, "
+          f"--bundle {Path(args.workdir).resolve() / 'store' / 'models' / pub['model_name'] / 'champion'})")
     print(demo_scan(out["run_dir"], Path(args.workdir) / "scan"))
     return 0
 

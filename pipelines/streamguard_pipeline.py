@@ -2,14 +2,15 @@
 
 source_version -> ingest -> build_graphs -> preflight -> ParallelFor(seed): train_transformer,
 train_gnn -> train_fusion (and the seed's bundle) -> evaluate (every seed's bundle on each of
-``eval_uris``) -> aggregate (dsl.Collected fan-in).
+``eval_uris``) -> aggregate (dsl.Collected fan-in) -> publish (the seed best on validation, behind the
+champion/challenger gate, to the store and Model Registry).
 """
 
 
 from typing import Callable, List, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Markdown, PipelineTask
+from kfp.dsl import HTML, Artifact, Markdown, Model, PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
 from components.aggregate import aggregate
@@ -17,6 +18,7 @@ from components.build_graphs import build_graphs
 from components.evaluate import evaluate
 from components.ingest import ingest
 from components.preflight import preflight
+from components.publish import publish
 from components.source_version import source_version
 from components.train_fusion import train_fusion
 from components.train_gnn import train_gnn
@@ -30,13 +32,15 @@ class Outputs(NamedTuple):
     summary: Artifact
     report: Markdown
     report_html: HTML
+    published: Model
+    card: Markdown
 
 
 TaskHook = Callable[[str, PipelineTask], None]
 """``hook(stage, task)``: called once per task while the graph is built; ``stage`` is the component's
 name (``source_version``, ``ingest``, ``build_graphs``, ``preflight``, ``train_transformer``, ``train_gnn``,
-``train_fusion``, ``evaluate``, ``aggregate``). ``pipelines/platform.py`` uses it to apply a compile profile's
-Kubernetes settings."""
+``train_fusion``, ``evaluate``, ``aggregate``, ``publish``). ``pipelines/platform.py`` uses it to apply a compile
+profile's Kubernetes settings."""
 
 CACHEABLE_STAGES = ("ingest", "build_graphs", "aggregate")
 TRAINING_STAGES = ("train_transformer", "train_gnn", "train_fusion")
@@ -70,13 +74,16 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
         require_gpu: bool = False,
         data_version: str = "",
         eval_uris: List[str] = [],  # noqa: B006 (a literal default written into the spec, see overrides)
+        promote: bool = True,
     ) -> Outputs:
         """``input_uri``: dataset (path, URL or s3:// URI); ``profile``: config profile; ``overrides``: nested
         config overrides; ``store_uri``: object store for checkpoints, LR cache and graph shards
         (empty: $STREAMGUARD_STORE); ``require_gpu``: pre-flight fails without CUDA; ``data_version``: the
         dataset's version (empty: read at run time by ``source_version``, never cached), part of ingest's
         cache key, so that a changed object at the same URI is ingested again; ``eval_uris``: more datasets
-        (``name=uri`` or a URI) every seed's bundle is evaluated on (``external.<name>`` in the summary)."""
+        (``name=uri`` or a URI) every seed's bundle is evaluated on (``external.<name>`` in the summary), and the
+        champion/challenger gate too; ``promote``: false publishes and evaluates the new version against the
+        champion but never promotes it."""
         common = dict(profile=profile, overrides=overrides)
         version = setup("source_version", source_version(input_uri=input_uri, data_version=data_version)
                         .set_display_name("data version"))
@@ -107,8 +114,13 @@ def build_pipeline(hook: TaskHook | None = None, *, cache_training: bool = False
                                            fusion_results=dsl.Collected(fu.outputs["result"]),
                                            external=ev.outputs["evaluation"]
                                            ).set_display_name("aggregate"))
+        pub = setup("publish", publish(bundles=dsl.Collected(fu.outputs["bundle"]), data=data.outputs["data"],
+                                       summary=agg.outputs["summary"], external=ev.outputs["evaluation"],
+                                       store_uri=store_uri, promote=promote, run_id=run_key,
+                                       **common).set_display_name("publish (champion/challenger)"))
         return Outputs(summary=agg.outputs["summary"], report=agg.outputs["report"],
-                       report_html=agg.outputs["report_html"])
+                       report_html=agg.outputs["report_html"], published=pub.outputs["published"],
+                       card=pub.outputs["report"])
 
     return streamguard_training
 

@@ -23,7 +23,7 @@ Which families a bundle holds and how each is loaded and featurised come from th
 family registry (:meth:`~streamguard.families.base.Family.predictor`); nothing here
 names a family. A bundle is a plain directory tree: :func:`upload_bundle` /
 :func:`download_bundle` copy it to / from an object store prefix, and
-:func:`load_bundle` takes a path or an ``s3://bucket/prefix`` URI. A bundle whose
+:func:`load_bundle` takes a path or an ``s3://bucket/prefix`` URI, or a champion pointer. A bundle whose
 format or graph builder version differs from this code's refuses to load with one
 line (:class:`~streamguard.errors.UserError`, exit 2).
 """
@@ -243,8 +243,11 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
 
 
 def load_bundle(uri: str | os.PathLike, store_settings: Any = None) -> Bundle:
-    """Load a bundle from a directory or an object store prefix (``s3://bucket/prefix``)."""
-    uri = str(uri)
+    """Load a bundle from a directory or an object store prefix (``s3://bucket/prefix``); a champion pointer
+    (``<store>/models/<name>/champion``, :mod:`streamguard.champion`) loads the champion version."""
+    from streamguard.champion import resolve
+
+    uri = resolve(uri, store_settings)
     if "://" in uri and not uri.startswith("file://"):
         from streamguard.storage import open_store
 

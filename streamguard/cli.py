@@ -4,7 +4,8 @@ Exit codes: 0 success, 1 unexpected failure, 2 bad input or config (also a
 permanent object-store refusal: access denied, no such bucket), 3 training
 collapse, 4 pre-flight failed, 5 object store unavailable past
 store.retry_budget_s (rerun: training resumes from its last checkpoint), 6 a distributed
-training launch failed without one of these (streamguard/launch).
+training launch failed without one of these (streamguard/launch), 7 Model Registry down or
+refusing with publish.registry_failure=fail (the store publish stands).
 Expected errors print one line and no traceback.
 """
 
@@ -155,6 +156,33 @@ def cmd_scan(args) -> None:
     print(summary_line(r))
 
 
+def cmd_publish(args) -> None:
+    from streamguard.publish import publish
+
+    cfg = _config(args)
+    r = publish(args.bundles, args.data, args.output, cfg, store=_store(args, cfg), summary_dir=args.summary or None,
+                external_dir=args.external or None, promote=not args.no_promote, run_id=args.run_id or None,
+                image=args.image or None)
+    g = r["gate"]
+    print(f"published {r['model_name']} {r['version']} (seed {r['card']['seed']}): {r['uri']}")
+    print(f"gate: {g['decision']} -- {g['reason']}; champion: {r['champion']}")
+    reg = r["registry"]
+    if reg.get("registered"):
+        print(f"model registry {reg['url']}: model {reg['registered_model_id']}, version {reg['model_version_id']}")
+    elif reg.get("error"):
+        print(f"model registry: not registered ({reg['error']})")
+
+
+def cmd_register(args) -> None:
+    from streamguard.publish import register_published
+
+    cfg = _config(args)
+    name = args.model_name or cfg.publish.model_name
+    ids = register_published(_store(args, cfg), name, args.version, cfg)
+    print(f"model registry {ids['url']}: {name} {args.version} registered (model {ids['registered_model_id']}, "
+          f"version {ids['model_version_id']}, artifact {ids['model_artifact_id']})")
+
+
 def _common(p: argparse.ArgumentParser, store: bool = False) -> None:
     p.add_argument("--profile", default="demo",
                    help="config profile: a name in streamguard/configs (demo, test, production) or a YAML path "
@@ -236,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_bundle)
 
     def bundle_opts(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--bundle", required=True, help="bundle: a directory or s3://bucket/prefix")
+        p.add_argument("--bundle", required=True, help="bundle: a directory, s3://bucket/prefix, or a champion: "
+                                                       "<store>/models/<name>/champion")
         p.add_argument("--batch-size", type=int, default=64, help="functions scored per step (default 64)")
         p.add_argument("--threads", type=int, default=0,
                        help="torch CPU threads (default 0: torch's, one per core; 1 is faster on a busy machine)")
@@ -281,6 +310,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=20, help="table rows (default 20; 0: all; -1: no table)")
     _common(p)
     p.set_defaults(fn=cmd_scan)
+
+    p = sub.add_parser("publish", help="the best seed's bundle to the store behind the champion/challenger gate",
+                       description="Pick the bundle best on validation (publish.metric), write it to "
+                                   "models/<name>/<version>/ of the store, compare it with the champion on the test "
+                                   "split and every eval_uris set, promote it when better by publish.margin, and "
+                                   "register it in Model Registry when MODEL_REGISTRY_URL is set.")
+    p.add_argument("bundles", nargs="+", help="bundle directories, one per seed (from train-fusion / bundle)")
+    p.add_argument("--data", required=True, help="the ingested data they were trained on (its test split is gated on)")
+    p.add_argument("--output", required=True, help="directory for publish.json, card.json, card.md")
+    p.add_argument("--summary", default="", metavar="DIR", help="aggregate's output (ablation, eval_uris results)")
+    p.add_argument("--external", default="", metavar="DIR",
+                   help="the evaluate step's output: its eval_uris datasets are gated on too")
+    p.add_argument("--no-promote", action="store_true", help="evaluate against the champion, never promote")
+    p.add_argument("--run-id", default="", help="the run's id: the version is <run id>-<code version> (default: "
+                                                "a UTC time)")
+    p.add_argument("--image", default="", help="the image tag recorded in the card's lineage ($STREAMGUARD_IMAGE)")
+    _common(p, store=True)
+    p.set_defaults(fn=cmd_publish)
+
+    p = sub.add_parser("register", help="register a published version in Kubeflow Model Registry",
+                       description="Register models/<name>/<version>/ of the store (name, version, URI, format "
+                                   "streamguard-bundle, card metrics) at $MODEL_REGISTRY_URL.")
+    p.add_argument("--version", required=True, help="the published version")
+    p.add_argument("--model-name", default="", help="default: publish.model_name")
+    _common(p, store=True)
+    p.set_defaults(fn=cmd_register)
 
     p = sub.add_parser("aggregate", help="mean ± std over seeds: production_summary.json and reports",
                        description="Recompute metrics from each result's predictions and aggregate over seeds.")

@@ -32,6 +32,11 @@ CollapseAction = Literal["stop", "reduce_lr"]
 LRFinderRule = Literal["valley", "steepest"]
 """``train.lr_finder_rule`` (``streamguard.train.lr_finder.SUGGESTIONS``)."""
 """``train.collapse.action`` (``streamguard.train.collapse.handle_collapse``)."""
+GateMetric = Literal["pr_auc", "roc_auc", "f1", "precision", "recall", "accuracy", "tpr_at_fpr_0.5pct",
+                     "tpr_at_fpr_1pct", "pair_correct", "vd_s", "brier", "ece"]
+"""``publish.metric`` (``streamguard.gate``): the last three are better when lower."""
+GateRule = Literal["every", "mean"]
+"""``publish.rule`` (``streamguard.gate``)."""
 
 
 @dataclass
@@ -206,6 +211,37 @@ class StoreConfig:
 
 
 @dataclass
+class PublishConfig:
+    """The ``publish`` stage (``streamguard.publish``): versioned bundles, the champion/challenger gate, Model
+    Registry. The registry's address is cluster configuration (``MODEL_REGISTRY_URL``), never a profile field."""
+
+    model_name: str = "streamguard"
+    """Published under ``models/<model_name>/<version>/`` of the store and under this name in Model Registry."""
+    metric: GateMetric = "pr_auc"
+    """Picks the seed to publish (on the validation split) and decides the gate (on the gate datasets); the head
+    model's number, at its own validation-tuned threshold for threshold metrics."""
+    margin: float = 0.0
+    """The challenger replaces the champion only when better by more than this (in the metric's units)."""
+    rule: GateRule = "every"
+    """every: better by more than ``margin`` on every gate dataset (the new test split and each ``eval_uris``
+    set) where the metric is defined | mean: on the mean over those datasets."""
+    n_boot: int = 1000
+    """Bootstrap resamples of the card's intervals and of the gate's paired differences (0: none)."""
+    settle_s: float = 2.0
+    """After writing the champion pointer, wait this long and read it back; a pointer a racing publisher wrote
+    meanwhile is compared again (docs/kubeflow.md, "Champion and challenger"). Must exceed the time one pointer
+    write takes."""
+    max_rounds: int = 5
+    """Pointer conflicts resolved (re-read, re-compared) at most this many times before giving up unpromoted."""
+    incompatible_champion: Literal["refuse", "promote"] = "refuse"
+    """When this code cannot load the champion (older bundle format or graph builder): refuse the challenger
+    (keep the champion) | promote it (the champion cannot be compared)."""
+    registry_failure: Literal["warn", "fail"] = "warn"
+    """A Model Registry that is configured but down or refusing, after the store's retry policy: warn (one line;
+    the store publish stands; exit 0) | fail (the same line, then exit 7 after the store publish)."""
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -213,6 +249,7 @@ class Config:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,6 +7,7 @@ EXIT_COLLAPSE = 3
 EXIT_PREFLIGHT = 4
 EXIT_STORE_UNAVAILABLE = 5
 EXIT_DISTRIBUTED = 6
+EXIT_REGISTRY = 7
 
 
 class StreamGuardError(Exception):
@@ -51,3 +52,11 @@ class DistributedError(StreamGuardError):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class RegistryError(StreamGuardError):
+    """Kubeflow Model Registry was down past the store's retry budget or refused the registration. Raised (exit 7)
+    only with ``publish.registry_failure: fail`` and only after the bundle is in the store: the store publish and
+    the champion pointer stand; ``streamguard register`` registers the version later."""
+
+    exit_code = EXIT_REGISTRY

@@ -100,3 +100,43 @@ def train_and_log(family: str, *, seed: int, profile: str, overrides: dict, stor
     if bundle is not None:
         run_stage(lambda: write_bundle_artifact(family, bundle, model, inputs))
     return card
+
+
+def annotate_published(artifact: Any, result: dict[str, Any]) -> None:
+    """Lineage-readable metadata on the publish step's ``Model`` artifact: where the bundle is, the version, the
+    gate's decision and scores, the champion, the Model Registry ids (the KFP UI shows these)."""
+    g, reg = result["gate"], result.get("registry") or {}
+    meta = {
+        "store_uri": result["uri"], "model_name": result["model_name"], "version": result["version"],
+        "format": "streamguard-bundle", "seed": result["card"]["seed"], "decision": g["decision"],
+        "promoted": bool(g["promoted"]), "gate_metric": g.get("metric"), "challenger_score": g.get("challenger_score"),
+        "champion_score": g.get("champion_score"), "champion_before": g.get("champion_version"),
+        "champion": result["champion"], "data_fingerprint": result["card"]["lineage"].get("data_fingerprint"),
+        "image": result["card"]["lineage"].get("image"), "registered": bool(reg.get("registered")),
+        "registry_model_version_id": reg.get("model_version_id"),
+    }
+    artifact.metadata.update({k: v for k, v in meta.items() if v is not None})  # KFP metadata has no null
+
+
+def publish_and_log(bundles: list[str], *, data: Any, summary: Any, external: Any, profile: str, overrides: dict,
+                    store_uri: str, promote: bool, run_id: str, published: Any, metrics: Any,
+                    report: Any) -> dict[str, Any]:
+    """The body of the publish component: :func:`streamguard.publish.publish`, then its UI metrics, the ``Model``
+    artifact's metadata (:func:`annotate_published`) and the card as the ``Markdown`` report."""
+    import shutil
+
+    from streamguard.config import load_config
+    from streamguard.publish import publish, publish_kfp_metrics
+    from streamguard.stage import run_stage
+    from streamguard.storage import open_store
+
+    def go() -> dict[str, Any]:
+        cfg = load_config(profile, overrides)
+        return publish(bundles, data.path, published.path, cfg, store=open_store(store_uri or None, cfg.store),
+                       summary_dir=summary.path, external_dir=external.path, promote=promote, run_id=run_id)
+
+    result = run_stage(go)
+    log_scalars(metrics, publish_kfp_metrics(result))
+    annotate_published(published, result)
+    shutil.copyfile(Path(published.path) / "report.md", report.path)
+    return result

@@ -215,3 +215,72 @@ def render_html(summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+# ---------------------------------------------------------------- publish: the model card and the gate
+
+CARD_COLS = (("f1", "F1"), ("precision", "precision"), ("recall", "recall"), ("roc_auc", "ROC-AUC"),
+             ("pr_auc", "PR-AUC"))
+
+
+def _v(x: Any, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:+.4f}" if signed else (f"{x}" if isinstance(x, int) else f"{x:.4f}")
+
+
+def gate_markdown(gate: dict[str, Any]) -> list[str]:
+    """The champion/challenger decision, both scores and every gate dataset."""
+    metric = gate.get("metric")
+    lines = ["## Champion / challenger gate", "",
+             f"**Decision: {gate.get('decision')}** — {gate.get('reason')}.", "",
+             f"Metric {metric} ({'higher' if gate.get('higher_is_better', True) else 'lower'} is better), margin "
+             f"{gate.get('margin')}, rule `{gate.get('rule')}`; champion version "
+             f"`{gate.get('champion_version') or 'none'}`. Challenger {_v(gate.get('challenger_score'))}, champion "
+             f"{_v(gate.get('champion_score'))}.", ""]
+    if gate.get("datasets"):
+        lines += ["| dataset | functions | scored (seen in training removed) | challenger | champion | "
+                  "challenger better by [95 % paired interval] | counts |", "|---|---:|---:|---:|---:|---:|---|"]
+        for name, r in gate["datasets"].items():
+            ci = r.get("delta_interval") or {}
+            lines.append(f"| {name} | {r['functions']} | {r['n']} ({r['removed_seen_in_training']}) | "
+                         f"{_v(r['challenger'])} | {_v(r['champion'])} | {_v(r['delta'], True)} "
+                         f"[{_v(ci.get('low'), True)}, {_v(ci.get('high'), True)}] | "
+                         f"{'yes' if r['better'] else ('no' if r['defined'] else 'undefined')} |")
+        lines.append("")
+    return lines
+
+
+def render_card_markdown(card: dict[str, Any]) -> str:
+    """The model card of a published version (``card.md`` beside ``card.json``)."""
+    lin, test, sel = card.get("lineage") or {}, card["test"], card["selection"]
+    lines = [f"# Model card: {card['model_name']} {card['version']}", "",
+             f"Bundle `{card['uri']}` — seed {card['seed']}, head {card['head']} ({', '.join(card['families'])}), "
+             f"threshold {card['thresholds'][card['head']]:.3f}. Champion now: `{card['champion']['version']}` "
+             f"(pointer `{card['champion']['pointer']}`).", "",
+             "## Lineage", "", f"- KFP run: `{lin.get('kfp_run_id')}`", f"- data fingerprint: "
+             f"`{lin.get('data_fingerprint')}`", f"- image: `{lin.get('image')}`", f"- code version: "
+             f"{lin.get('code_version')} (bundle written by {lin.get('bundle_code_version')})", "",
+             "## Selection (validation split, never test)", "",
+             f"Seed {sel['chosen_seed']} has the best validation {sel['metric']}: " + ", ".join(
+                 f"seed {s} {_v(v)}" for s, v in sel["seeds"].items()) + ".", "",
+             f"## Test split ({test['n']} functions)", "", "| metric | value | 95 % bootstrap interval |",
+             "|---|---:|---|"]
+    for k, label in CARD_COLS:
+        ci = test["intervals"].get(k) or {}
+        lines.append(f"| {label} | {_v(test['metrics'].get(k))} | [{_v(ci.get('low'))}, {_v(ci.get('high'))}] |")
+    lines.append("")
+    if card.get("external"):
+        lines += ["## Other datasets (`eval_uris`)", "", "| dataset | n | F1 | ROC-AUC | PR-AUC | VD-S | P-C |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, e in card["external"].items():
+            lines.append(f"| {name} | {_v(e.get('n'))} | {_v(e.get('f1'))} | {_v(e.get('roc_auc'))} | "
+                         f"{_v(e.get('pr_auc'))} | {_v(e.get('vd_s'))} | {_v(e.get('pair_correct'))} |")
+        lines.append("")
+    lines += gate_markdown(card["gate"])
+    lines += ablation_markdown(card.get("ablation") or {})
+    dc = card.get("data_card") or {}
+    if dc:
+        lines += ["", "## Data card", "", f"Fingerprint `{dc.get('fingerprint')}`; counts "
+                  f"{dc.get('counts')}; quarantined {dc.get('quarantined')}.", ""]
+    return "\n".join(lines) + "\n"

@@ -47,8 +47,9 @@ def data_fingerprint(data_dir: str | os.PathLike) -> str:
 
 
 def default_run_key(fingerprint: str, cfg: Config) -> str:
-    """Checkpoints are keyed by run; without a KFP job id, by data + config (not the store client settings)."""
-    h = hashlib.sha256(json.dumps({k: v for k, v in cfg.to_dict().items() if k != "store"},
+    """Checkpoints are keyed by run; without a KFP job id, by data + config (not the store client settings, not
+    the publish settings: neither changes what training does)."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in ("store", "publish")},
                                   sort_keys=True).encode()).hexdigest()[:10]
     return f"{fingerprint}-{h}"
 

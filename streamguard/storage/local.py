@@ -6,6 +6,8 @@ errors (``ETIMEDOUT``, ``EIO`` ...) go through the same retry policy as S3 reque
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -92,3 +94,36 @@ class LocalStore:
             shutil.copyfile(src, path)
 
         self._run("get", key, get)
+
+    def get_bytes_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object and its tag (SHA-256 of the content), or ``(None, None)`` when there is none."""
+        try:
+            data = self.get_bytes(key)
+        except ObjectNotFound:
+            return None, None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_bytes_if(self, key: str, data: bytes, tag: str | None) -> bool:
+        """Write ``data`` only if the object still has ``tag`` (None: only if there is no object); False if not.
+
+        A compare-and-swap: an exclusive ``flock`` on a hidden lock file beside the object serialises every
+        conditional writer of the key on this host (and on network file systems that implement ``flock``)."""
+        dest = self._path(key)
+
+        def put() -> bool:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest.with_name(f".{dest.name}.lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    try:
+                        now = hashlib.sha256(dest.read_bytes()).hexdigest()
+                    except FileNotFoundError:
+                        now = None
+                    if now != tag:
+                        return False
+                    write_bytes_atomic(dest, data)
+                    return True
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+        return self._run("put", key, put)

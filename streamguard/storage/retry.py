@@ -154,8 +154,10 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         return min(self.max_sleep_s, self.initial_s * 2 ** (attempt - 1)) * self.rng.uniform(0.5, 1.0)
 
-    def run(self, op: str, where: str, fn: Callable[[], T], classify: Callable[[BaseException], Fault | None]) -> T:
-        """``fn()`` with retries. ``where`` names the place in messages (endpoint, bucket and key)."""
+    def run(self, op: str, where: str, fn: Callable[[], T], classify: Callable[[BaseException], Fault | None],
+            what: str = "object store") -> T:
+        """``fn()`` with retries. ``where`` names the place in messages (endpoint, bucket and key); ``what`` the
+        service (the same policy serves Kubeflow Model Registry, ``streamguard.registry``)."""
         start = self.clock()
         attempt = 0
         while True:
@@ -167,15 +169,15 @@ class RetryPolicy:
                     raise
                 kind, code = fault
                 if kind == PERMANENT:
-                    raise StoreAccessError(f"object store {where}: {op} refused: {_one_line(code, e)} "
+                    raise StoreAccessError(f"{what} {where}: {op} refused: {_one_line(code, e)} "
                                            "(permanent; not retried)") from None
                 attempt += 1
                 elapsed = self.clock() - start
                 pause = self.delay(attempt)
                 if elapsed + pause > self.budget_s:
                     raise StoreUnavailableError(
-                        f"object store unavailable: {where}: {op} failed {attempt} times in {elapsed:.1f} s "
+                        f"{what} unavailable: {where}: {op} failed {attempt} times in {elapsed:.1f} s "
                         f"(store.retry_budget_s={self.budget_s:g}); last error {_one_line(code, e)}") from None
-                log.warning("object store %s: %s failed (%s); retry %d in %.1f s (%.1f of %g s budget used)",
-                            where, op, _one_line(code, e), attempt, pause, elapsed, self.budget_s)
+                log.warning("%s %s: %s failed (%s); retry %d in %.1f s (%.1f of %g s budget used)",
+                            what, where, op, _one_line(code, e), attempt, pause, elapsed, self.budget_s)
                 self.sleep(pause)

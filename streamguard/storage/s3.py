@@ -108,6 +108,54 @@ class S3Store:
 
         return self._run("get", name, get)
 
+    def get_bytes_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object and its ETag, or ``(None, None)`` when there is none."""
+        from minio.error import S3Error
+
+        name = self._key(key)
+
+        def get() -> tuple[bytes | None, str | None]:
+            try:
+                resp = self.client.get_object(self.bucket, name)
+            except S3Error as e:
+                if e.code in ("NoSuchKey", "NoSuchObject"):
+                    return None, None
+                raise
+            try:
+                return resp.read(), resp.headers.get("ETag")
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return self._run("get", name, get)
+
+    def put_bytes_if(self, key: str, data: bytes, tag: str | None) -> bool:
+        """Write ``data`` only if the object still has ETag ``tag`` (None: only if there is no object); False when
+        the store refuses (412 ``PreconditionFailed``, 409 ``ConditionalRequestConflict``).
+
+        Sent as ``If-Match: <tag>`` / ``If-None-Match: *``, which AWS S3 and MinIO enforce. A store that ignores the
+        headers (some S3 implementations and test servers) writes unconditionally and returns True: callers must
+        not depend on the condition alone (``streamguard.champion`` reads the object back)."""
+        from minio.error import S3Error
+
+        name = self._key(key)
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        headers.update({"If-None-Match": "*"} if tag is None else {"If-Match": tag})
+
+        def put() -> bool:
+            try:
+                # minio's public put_object turns unknown headers into x-amz-meta-*: the raw PutObject call
+                # (minio 7.2, pinned in images/locks) sends them as they are
+                self.client._put_object(self.bucket, name, data, headers)
+                return True
+            except S3Error as e:
+                status = getattr(getattr(e, "response", None), "status", None)
+                if e.code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                    return False
+                raise
+
+        return self._run("put", name, put)
+
     def exists(self, key: str) -> bool:
         from minio.error import S3Error
 

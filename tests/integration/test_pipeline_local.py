@@ -51,7 +51,7 @@ def test_every_stage_ran_and_summary_holds_three_models_times_seeds(run):
     work, out = run
     root = Path(out["pipeline_root"])
     for task in ("source-version", "ingest", "build-graphs", "preflight", "train-transformer", "train-gnn",
-                 "train-fusion", "evaluate", "aggregate"):
+                 "train-fusion", "evaluate", "aggregate", "publish"):
         assert _task_dirs(root, task), f"no output of task {task} under {root}"
     # the input's version, read at run time, reached ingest (its cache key) and its Dataset's metadata
     (ingest_dir,) = _task_dirs(root, "ingest")
@@ -177,6 +177,42 @@ def test_every_seed_writes_a_bundle_and_eval_uris_are_evaluated_and_aggregated(r
     # the demo's last line: scan the example C tree with the best bundle
     line = demo_scan(out["run_dir"], tmp_path / "scan")
     assert line.startswith("scan (streamguard scan ") and line.endswith(f"SARIF: {tmp_path / 'scan' / 'scan.sarif'}")
+    assert json.loads((tmp_path / "scan" / "scan.sarif").read_text())["version"] == "2.1.0"
+
+
+def test_publish_promotes_the_seed_best_on_validation_and_scan_loads_the_champion_from_the_store(run, tmp_path):
+    """The publish step (first run: promote) wrote the bundle of the seed best on validation to the run's store,
+    the pointer names it, the KFP artifacts carry the decision; `streamguard scan --bundle <store>/models/
+    streamguard/champion` resolves the pointer and loads the bundle from the store."""
+    from pipelines.run_local import EXAMPLE_C
+    from streamguard.cli import main
+
+    work, out = run
+    root, store = Path(out["pipeline_root"]), work / "store"
+    pointer = json.loads((store / "models" / "streamguard" / "champion.json").read_text())
+    version_dir = store / "models" / "streamguard" / pointer["version"]
+    assert (version_dir / "bundle.json").is_file() and pointer["previous"] is None
+    valid = {}
+    for b in bundles_of(out["run_dir"]):
+        m = json.loads((b / "bundle.json").read_text())
+        valid[m["card"]["seed"]] = m["card"]["metrics"]["fusion"]["valid"]["pr_auc"]
+    card = json.loads((version_dir / "card.json").read_text())
+    assert card["selection"]["split"] == "valid" and card["seed"] == max(valid, key=lambda s: (valid[s], -s))
+    assert card["gate"]["decision"] == "promoted" and card["gate"]["reason"].startswith("first publish")
+    assert card["lineage"]["kfp_run_id"] and pointer["version"].startswith(card["lineage"]["kfp_run_id"][:8])
+    assert card["lineage"]["image"].startswith("ghcr.io/streamguard/streamguard-cpu:")
+    assert set(card["external"]) == {"other"} and card["ablation"]["models"]  # eval_uris and ablation in the card
+    assert card["test"]["intervals"]["pr_auc"]["low"] <= card["test"]["metrics"]["pr_auc"]
+    (task_dir,) = _task_dirs(root, "publish")
+    arts = _outputs(task_dir)
+    meta = arts["published"]["metadata"]
+    assert meta["decision"] == "promoted" and meta["version"] == pointer["version"] and meta["champion"] == meta[
+        "version"]
+    assert arts["metrics"]["metadata"]["gate_promoted"] == 1.0
+    assert "**Decision: promoted**" in Path(out["card"]).read_text()
+    assert main(["scan", str(EXAMPLE_C), "--bundle", f"{store}/models/streamguard/champion", "--output",
+                 str(tmp_path / "scan"), "--top", "-1"]) == 0
+    assert pointer["version"] in (tmp_path / "scan" / "scan.json").read_text()
     assert json.loads((tmp_path / "scan" / "scan.sarif").read_text())["version"] == "2.1.0"
 
 

@@ -32,7 +32,7 @@ GPU_NODE_SELECTOR = {
 # GPUs (and processes) per training task, written out: the 8-GPU profile runs torchrun with 8 processes.
 TRAINING_GPUS = {"gke-a100": 1, "generic-a100": 1, "gke-a100x8": 8}
 GPU_STAGES = {"train_transformer", "train_gnn", "train_fusion", "preflight"}
-CPU_STAGES = {"source_version", "ingest", "build_graphs", "evaluate", "aggregate"}
+CPU_STAGES = {"source_version", "ingest", "build_graphs", "evaluate", "aggregate", "publish"}
 SECRET_ENV = {"MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY": "MINIO_SECRET_KEY"}
 CONFIG_MAP_ENV = {k: k for k in ("MINIO_ENDPOINT", "MINIO_SECURE", "STREAMGUARD_STORE", "LR_CACHE_TTL_HOURS",
                                   "STORE_RETRY_BUDGET_S")}
@@ -183,9 +183,13 @@ def test_every_cluster_task_reads_credentials_from_the_secret_and_config_map(com
         assert secret.secret_name == "streamguard-minio"
         assert {e.secret_key: e.env_var for e in secret.key_to_env} == SECRET_ENV
         assert not secret.optional
-        (cm,) = cfg.config_map_as_env
-        assert cm.config_map_name == "streamguard-config"
+        cm, *more = cfg.config_map_as_env
+        assert cm.config_map_name == "streamguard-config" and not cm.optional
         assert {e.config_map_key: e.env_var for e in cm.key_to_env} == CONFIG_MAP_ENV
+        # publish alone reads the Model Registry address (a training pod never depends on that key)
+        assert [(m.config_map_name, m.optional, {e.config_map_key: e.env_var for e in m.key_to_env}) for m in more] \
+            == ([("streamguard-config", False, {"MODEL_REGISTRY_URL": "MODEL_REGISTRY_URL"})] if stage == "publish"
+                else []), stage
         # plain container env holds no credential, and no store: STREAMGUARD_STORE is the cluster's (ConfigMap)
         assert not {e.name for e in container.env} & {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ENDPOINT",
                                                       "STREAMGUARD_STORE"}, stage
@@ -208,7 +212,8 @@ def test_local_profile_adds_no_kubernetes_settings():
     for stage, (task, _, container) in tasks(spec).items():
         assert not task.HasField("retry_policy"), stage
         assert not container.HasField("resources"), stage
-        assert not container.env, stage
+        # the publish step's card names its image (lineage); nothing else is set
+        assert {e.name for e in container.env} == ({"STREAMGUARD_IMAGE"} if stage == "publish" else set()), stage
 
 
 def _secret_values() -> list[tuple[str, str]]:
@@ -314,3 +319,18 @@ def test_eval_uris_is_a_typed_list_from_the_pipeline_input_to_the_evaluate_step(
     agg, _, _ = by_stage["aggregate"]
     ext = agg.inputs.artifacts["external"].task_output_artifact
     assert (ext.producer_task, ext.output_artifact_key) == ("evaluate", "evaluation")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_publish_follows_aggregate_with_a_typed_promote_flag_and_no_registry_address(profile):
+    """``promote: bool`` reaches the publish task as a BOOLEAN (spec_check holds the types end to end); the
+    Model Registry address is cluster configuration (ConfigMap), never a value in the YAML."""
+    text = default_output(profile).read_text()
+    root = next(yaml.safe_load_all(text))["root"]
+    assert root["inputDefinitions"]["parameters"]["promote"] == {"defaultValue": True, "isOptional": True,
+                                                                 "parameterType": "BOOLEAN"}
+    task = root["dag"]["tasks"]["publish"]
+    assert {"aggregate", "evaluate", "ingest"} <= set(task["dependentTasks"])
+    assert task["inputs"]["parameters"]["promote"] == {"componentInputParameter": "promote"}
+    assert set(task["inputs"]["artifacts"]) == {"bundles", "data", "external", "summary"}
+    assert "model-registry-service" not in text and not re.search(r"MODEL_REGISTRY_URL\W+value", text)

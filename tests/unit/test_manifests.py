@@ -267,6 +267,7 @@ def test_secret_and_config_contract(rendered):
             profile.secret, profile.config_map)
         for key in profile.config_map_env:
             assert config.get(key), f"{overlay}: {key}"
+        assert config.get("MODEL_REGISTRY_URL") == "", overlay  # publish's (optional) key: no registry by default
         assert "STREAMGUARD_BUCKET" not in config  # gone: STREAMGUARD_STORE says bucket and prefix
         assert "://" not in config["MINIO_ENDPOINT"]  # host:port, as streamguard.storage expects
         assert config["MINIO_SECURE"] in ("true", "false")
