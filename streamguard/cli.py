@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("make-demo-data", help="write the synthetic demo dataset (CodeXGLUE-style JSONL)",
                        description="Write C functions in vulnerable and fixed variants of common CWE patterns.")
     p.add_argument("--output", required=True, help="JSONL file to write")
-    p.add_argument("--n", type=int, default=2000, help="number of functions (default 2000, the demo)")
+    p.add_argument("--n", type=int, default=3000, help="number of functions (default 3000, the demo)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same file)")
     p.set_defaults(fn=cmd_make_demo_data)
 

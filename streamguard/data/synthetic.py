@@ -31,7 +31,7 @@ __all__ = ["FAMILIES", "generate", "generate_with_families", "write_demo_dataset
 _PROJECTS = ["libnetd", "imgtool", "cfgparse", "usbcore", "httplite", "minidb", "sndkit", "tinyfs"]
 
 
-def generate_with_families(n: int = 2000, seed: int = 0) -> list[tuple[Sample, str]]:
+def generate_with_families(n: int = 3000, seed: int = 0) -> list[tuple[Sample, str]]:
     """Like :func:`generate`, each Sample with the name of its family (for tests and analysis)."""
     rng = random.Random(seed)
     names = list(FAMILIES)
@@ -54,12 +54,12 @@ def generate_with_families(n: int = 2000, seed: int = 0) -> list[tuple[Sample, s
     return out
 
 
-def generate(n: int = 2000, seed: int = 0) -> list[Sample]:
+def generate(n: int = 3000, seed: int = 0) -> list[Sample]:
     """``n`` functions, half vulnerable, the families in turn, shuffled; deterministic per ``seed``."""
     return [s for s, _ in generate_with_families(n, seed)]
 
 
-def write_demo_dataset(path: str | os.PathLike, n: int = 2000, seed: int = 0) -> int:
+def write_demo_dataset(path: str | os.PathLike, n: int = 3000, seed: int = 0) -> int:
     """Write ``generate(n, seed)`` as CodeXGLUE-style JSONL; returns the number of rows."""
     samples = generate(n, seed)
     with atomic_write(path, "w") as f:
