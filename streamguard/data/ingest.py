@@ -278,7 +278,8 @@ def data_card(r: dict) -> str:
     if L.get("n"):
         lines += ["## Lengths", "", f"{L['unit']}: mean {L['mean']}, median {L['p50']:.0f}, p90 {L['p90']:.0f}, "
                   f"p95 {L['p95']:.0f}, p99 {L['p99']:.0f}, max {L['max']}.",
-                  f"Longer than {L['max_tokens']} tokens (truncated by the transformer): {L['n_truncated']} "
+                  f"Longer than one transformer window ({L['max_tokens']} tokens; read in several windows, what is "
+                  f"beyond them in the data check below): {L['n_truncated']} "
                   f"({L['share_truncated']:.1%}; a lower bound — subword tokens are at least as many).", ""]
     V = r.get("views")
     if V:
