@@ -38,22 +38,9 @@ def test_probe_indices_takes_distinct_views_one_side_per_pair_both_classes_cheap
     assert probe_indices(samples, dup, n=8) == [1, 2, 5, 7]  # "x" once; pairs a and b one side each
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_data):
-    data, graphs, cfg = tiny_data
-    return str(data), str(graphs), cfg
-
-
-@pytest.fixture(scope="module")
-def ctx(tiny):
-    data, graphs, cfg = tiny
-    with ProbeContext(data, graphs, cfg, seed=0) as c:
-        yield c
-
-
 @pytest.mark.parametrize("family", FAMILIES)
-def test_the_probe_samples_are_distinct_in_the_familys_view(tiny, ctx, family):
-    data, graphs, cfg = tiny
+def test_the_probe_samples_are_distinct_in_the_familys_view(probe_data, ctx, family):
+    data, graphs, cfg = probe_data
     res = smoke_test(family, data, graphs, cfg, context=ctx, lr_multipliers=(1.0,))
     assert res["sampling"]["distinct_views"] == res["samples"] == 32
     assert res["sampling"]["pairs_with_both_sides"] == 0
@@ -106,8 +93,8 @@ def _freeze_head(model):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_the_probe_fails_with_a_frozen_head(tiny, ctx, family, monkeypatch):
-    data, graphs, cfg = tiny
+def test_the_probe_fails_with_a_frozen_head(probe_data, ctx, family, monkeypatch):
+    data, graphs, cfg = probe_data
     fam = families.get(family)
     orig = fam.smoke_batches
     monkeypatch.setattr(fam, "smoke_batches", lambda c, idx, bs: (lambda m, b: (_freeze_head(m), b))(*orig(c, idx, bs)))
@@ -125,8 +112,8 @@ def _ignores_labels(kind, model, batch):
 
 @pytest.mark.parametrize("family,kind", [("transformer", "constant_target"), ("gnn", "entropy"),
                                          ("fusion", "constant_target"), ("gnn", "constant_target")])
-def test_the_probe_fails_when_the_training_loss_ignores_the_labels(tiny, ctx, family, kind, monkeypatch):
-    data, graphs, cfg = tiny
+def test_the_probe_fails_when_the_training_loss_ignores_the_labels(probe_data, ctx, family, kind, monkeypatch):
+    data, graphs, cfg = probe_data
     monkeypatch.setattr(probes, "tiny_overfit", functools.partial(probes.tiny_overfit,
                                                                   loss=functools.partial(_ignores_labels, kind)))
     res = smoke_test(family, data, graphs, cfg, context=ctx)
@@ -135,14 +122,14 @@ def test_the_probe_fails_when_the_training_loss_ignores_the_labels(tiny, ctx, fa
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_the_probe_fails_at_zero_lr(tiny, ctx, family):
-    data, graphs, cfg = tiny
+def test_the_probe_fails_at_zero_lr(probe_data, ctx, family):
+    data, graphs, cfg = probe_data
     res = smoke_test(family, data, graphs, cfg, context=ctx, lr=0.0)
     assert not res["passed"] and "weights did not change" in res["reason"]
 
 
-def test_the_probe_fails_when_labels_are_lost_on_the_way_to_the_loss(tiny, ctx, monkeypatch):
-    data, graphs, cfg = tiny
+def test_the_probe_fails_when_labels_are_lost_on_the_way_to_the_loss(probe_data, ctx, monkeypatch):
+    data, graphs, cfg = probe_data
     fam = families.get("gnn")
     orig = fam.smoke_batches
 
