@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml $(wildcard $(LOCKS))
 	  echo "python3 -m venv failed: on Debian install the venv module: apt-get install -y python3-venv"; exit 2; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@if [ -f images/locks/cpu.txt ] && [ -f images/locks/test.txt ]; then \
-	  $(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r images/locks/cpu.txt -r images/locks/test.txt; \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r images/locks/cpu.txt -r images/locks/test.txt; \
 	else \
 	  $(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0 '.[pipeline,test]'; \
 	fi
