@@ -76,6 +76,27 @@ def metric_fn(metric: str, threshold: float) -> Callable[[np.ndarray, np.ndarray
     return lambda y, p, pair_ids: float(all_metrics(y, p, threshold, pair_ids).get(metric, float("nan")))
 
 
+def counts_fn(metric: str, threshold: float, y: np.ndarray, p: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
+    """:func:`metric_fn` of ``(y, p)`` in count form (``fn(counts [k, n]) -> [k]``, a batch of bootstrap resamples
+    at once; :func:`streamguard.eval.metrics.weighted_metric`), or None for a metric without one (pair metrics).
+    Same values as :func:`metric_fn` on the resampled arrays -- NaN where a resample lacks a class for an AUC --
+    at a fraction of the cost (1,000 resamples x 5 metrics through scikit-learn took ~30 s of a publish)."""
+    from streamguard.eval.metrics import WEIGHTED_METRICS, weighted_metric
+
+    if metric not in WEIGHTED_METRICS:
+        return None
+    f = weighted_metric(metric, y, p, threshold)
+    if metric not in ("pr_auc", "roc_auc"):
+        return f
+    pos = np.asarray(y, dtype=bool)
+
+    def both_classes(c: np.ndarray) -> np.ndarray:
+        c = np.atleast_2d(c)
+        return np.where((c @ pos > 0) & (c @ ~pos > 0), f(c), np.nan)
+
+    return both_classes
+
+
 class Scorer:
     """The gate datasets and every bundle's head probabilities on them, each bundle scored once."""
 
@@ -107,12 +128,15 @@ def _sub(seq: Sequence | None, idx: np.ndarray) -> list | None:
     return None if seq is None else [seq[i] for i in idx]
 
 
-def _ci(stat: Callable[[np.ndarray], float], n: int, groups: Sequence | None, n_boot: int) -> dict[str, float]:
+def _ci(stat: Callable[[np.ndarray], Any], n: int, groups: Sequence | None, n_boot: int,
+        counts: bool = False) -> dict[str, float]:
+    """:func:`~streamguard.eval.metrics.bootstrap_ci` of ``stat`` (index form, or with ``counts`` count form)."""
     from streamguard.eval.metrics import bootstrap_ci
 
     if n_boot <= 0:
-        return {"value": stat(np.arange(n)), "low": float("nan"), "high": float("nan"), "n_boot": 0}
-    return bootstrap_ci(stat, n, groups=groups, n_boot=n_boot)
+        value = float(np.asarray(stat(np.ones((1, n))))[0]) if counts else stat(np.arange(n))
+        return {"value": value, "low": float("nan"), "high": float("nan"), "n_boot": 0}
+    return bootstrap_ci(stat, n, groups=groups, n_boot=n_boot, counts=counts)
 
 
 def card_metrics(b: Bundle, scorer: Scorer, metric: str, n_boot: int) -> dict[str, Any]:
@@ -128,8 +152,12 @@ def card_metrics(b: Bundle, scorer: Scorer, metric: str, n_boot: int) -> dict[st
                            "intervals": {}}
     groups = [g if g is not None else f"#{i}" for i, g in enumerate(pair_ids)] if pair_ids else None
     for m in dict.fromkeys((*CARD_METRICS, metric)):
-        f = metric_fn(m, thr)
-        ci = _ci(lambda i, f=f: f(y[i], p[i], _sub(pair_ids, i)), len(idx), groups, n_boot)
+        w = counts_fn(m, thr, y, p)
+        if w is not None:
+            ci = _ci(w, len(idx), groups, n_boot, counts=True)
+        else:
+            f = metric_fn(m, thr)
+            ci = _ci(lambda i, f=f: f(y[i], p[i], _sub(pair_ids, i)), len(idx), groups, n_boot)
         out["intervals"][m] = {k: ci[k] for k in ("low", "high")} | {"level": ci.get("level", 0.95),
                                                                        "n_boot": ci["n_boot"]}
     return out
@@ -158,7 +186,12 @@ def compare(challenger: Bundle, champion: Bundle, scorer: Scorer, *, metric: str
             row["challenger"], row["champion"] = fc(y, pc, pair_ids), fp(y, pp, pair_ids)
             row["delta"] = sign * (row["challenger"] - row["champion"])
             groups = [g if g is not None else f"#{i}" for i, g in enumerate(pair_ids)]
-            ci = _ci(_difference(sign, fc, fp, y, pc, pp, pair_ids), len(idx), groups, n_boot)
+            wc = counts_fn(metric, challenger.thresholds[challenger.head], y, pc)
+            wp = counts_fn(metric, champion.thresholds[champion.head], y, pp)
+            if wc is not None and wp is not None:
+                ci = _ci(lambda c, wc=wc, wp=wp: sign * (wc(c) - wp(c)), len(idx), groups, n_boot, counts=True)
+            else:
+                ci = _ci(_difference(sign, fc, fp, y, pc, pp, pair_ids), len(idx), groups, n_boot)
             row["delta_interval"] = {"low": ci["low"], "high": ci["high"], "level": ci.get("level", 0.95),
                                      "n_boot": ci["n_boot"]}
         else:

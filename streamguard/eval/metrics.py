@@ -167,14 +167,48 @@ BOOTSTRAP_BATCH = 200
 """Resamples scored per batch (bounds the [batch, n] count matrix for large test sets)."""
 
 
-def weighted_f1(y_true, pred, counts: np.ndarray) -> np.ndarray:
-    """F1 of the vulnerable class for each row of ``counts`` ``[k, n]`` (sample weights); 0 where undefined."""
+def _weighted_confusion(y_true, pred, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y = np.asarray(y_true, dtype=bool)
     p = np.asarray(pred, dtype=bool)
     w = np.atleast_2d(counts).astype(np.float64)
-    tp, fp, fn = w @ (y & p), w @ (~y & p), w @ (y & ~p)
+    return w @ (y & p), w @ (~y & p), w @ (y & ~p)
+
+
+def weighted_f1(y_true, pred, counts: np.ndarray) -> np.ndarray:
+    """F1 of the vulnerable class for each row of ``counts`` ``[k, n]`` (sample weights); 0 where undefined."""
+    tp, fp, fn = _weighted_confusion(y_true, pred, counts)
     den = 2 * tp + fp + fn
     return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
+
+
+def weighted_precision(y_true, pred, counts: np.ndarray) -> np.ndarray:
+    """Precision of the vulnerable class for each row of ``counts`` ``[k, n]``; 0 where undefined."""
+    tp, fp, _ = _weighted_confusion(y_true, pred, counts)
+    return np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+
+
+def weighted_recall(y_true, pred, counts: np.ndarray) -> np.ndarray:
+    """Recall of the vulnerable class for each row of ``counts`` ``[k, n]``; 0 where undefined."""
+    tp, _, fn = _weighted_confusion(y_true, pred, counts)
+    return np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+
+
+def weighted_roc_auc(y_true, prob, counts: np.ndarray) -> np.ndarray:
+    """ROC-AUC as ``sklearn.metrics.roc_auc_score`` (the share of (positive, negative) pairs ranked right, a tie
+    counting one half) for each row of ``counts`` ``[k, n]``; NaN for a row without both classes."""
+    y, p = _arrays(y_true, prob)
+    order = np.argsort(p, kind="stable")
+    y, p = y[order].astype(np.float64), p[order]
+    w = np.atleast_2d(counts)[:, order].astype(np.float64)
+    ends = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # last item of each group of tied scores
+    pos_c, neg_c = np.cumsum(w * y, axis=1)[:, ends], np.cumsum(w * (1 - y), axis=1)[:, ends]
+    zero = np.zeros_like(pos_c[:, :1])
+    pos_g = np.diff(np.concatenate([zero, pos_c], axis=1), axis=1)
+    neg_g = np.diff(np.concatenate([zero, neg_c], axis=1), axis=1)
+    right = (pos_g * (neg_c - neg_g + 0.5 * neg_g)).sum(axis=1)  # negatives below each positive, ties one half
+    pos, neg = pos_c[:, -1], neg_c[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((pos > 0) & (neg > 0), right / (pos * neg), np.nan)
 
 
 def weighted_average_precision(y_true, prob, counts: np.ndarray) -> np.ndarray:
@@ -267,13 +301,21 @@ BOOTSTRAP_METRICS = ("f1", "pr_auc")
 """What :func:`paired_bootstrap` compares: F1 at each model's own threshold, and PR-AUC."""
 
 
-def _weighted(metric: str, y, prob, threshold: float):
-    if metric == "f1":
+WEIGHTED_METRICS = ("f1", "precision", "recall", "roc_auc", "pr_auc")
+"""The metrics with a count-matrix form (:func:`weighted_metric`): a bootstrap scores a batch of resamples at once."""
+
+
+def weighted_metric(metric: str, y, prob, threshold: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn(counts [k, n]) -> [k]``: ``metric`` (one of :data:`WEIGHTED_METRICS`; F1, precision and recall at
+    ``threshold``) of the resamples that ``counts`` describes."""
+    if metric in ("f1", "precision", "recall"):
         pred = np.asarray(prob) >= threshold
-        return lambda c: weighted_f1(y, pred, c)
-    if metric == "pr_auc":
-        return lambda c: weighted_average_precision(y, prob, c)
-    raise ValueError(f"bootstrap: unknown metric {metric!r} (expected one of {', '.join(BOOTSTRAP_METRICS)})")
+        f = {"f1": weighted_f1, "precision": weighted_precision, "recall": weighted_recall}[metric]
+        return lambda c: f(y, pred, c)
+    if metric in ("pr_auc", "roc_auc"):
+        f = weighted_average_precision if metric == "pr_auc" else weighted_roc_auc
+        return lambda c: f(y, prob, c)
+    raise ValueError(f"bootstrap: unknown metric {metric!r} (expected one of {', '.join(WEIGHTED_METRICS)})")
 
 
 def paired_bootstrap(y_true, prob_a, threshold_a: float, prob_b, threshold_b: float, *,
@@ -285,7 +327,7 @@ def paired_bootstrap(y_true, prob_a, threshold_a: float, prob_b, threshold_b: fl
     _, pb = _arrays(y_true, prob_b)
     out = {}
     for m in metrics:
-        fa, fb = _weighted(m, y, pa, threshold_a), _weighted(m, y, pb, threshold_b)
+        fa, fb = weighted_metric(m, y, pa, threshold_a), weighted_metric(m, y, pb, threshold_b)
         kw = dict(counts=True, n_boot=n_boot, seed=seed, level=level)
         out[m] = {"a": bootstrap_ci(fa, len(y), **kw), "b": bootstrap_ci(fb, len(y), **kw),
                   "diff": bootstrap_ci(lambda c, fa=fa, fb=fb: fa(c) - fb(c), len(y), **kw)}

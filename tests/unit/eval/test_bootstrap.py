@@ -15,6 +15,9 @@ from streamguard.eval.metrics import (
     resampled_pairs,
     weighted_average_precision,
     weighted_f1,
+    weighted_precision,
+    weighted_recall,
+    weighted_roc_auc,
 )
 
 
@@ -82,9 +85,17 @@ def test_weighted_metrics_equal_sklearn_on_the_resampled_arrays():
         assert weighted_f1(y, p >= 0.5, counts)[0] == pytest.approx(skm.f1_score(y[idx], p[idx] >= 0.5))
         assert weighted_average_precision(y, p, counts)[0] == pytest.approx(
             skm.average_precision_score(y[idx], p[idx]))
+        assert weighted_roc_auc(y, p, counts)[0] == pytest.approx(skm.roc_auc_score(y[idx], p[idx]))
+        assert weighted_precision(y, p >= 0.5, counts)[0] == pytest.approx(
+            skm.precision_score(y[idx], p[idx] >= 0.5, zero_division=0))
+        assert weighted_recall(y, p >= 0.5, counts)[0] == pytest.approx(
+            skm.recall_score(y[idx], p[idx] >= 0.5, zero_division=0))
     ones = np.ones((1, len(y)))
     assert weighted_average_precision(y, p, ones)[0] == pytest.approx(compute_metrics(y, p)["pr_auc"])
     assert np.isnan(weighted_average_precision(y, p, (1 - y)[None, :])[0])  # no positive drawn: undefined
+    assert weighted_roc_auc(y, p, ones)[0] == pytest.approx(compute_metrics(y, p)["roc_auc"])
+    assert np.isnan(weighted_roc_auc(y, p, y[None, :])[0])  # no negative drawn: undefined
+    assert weighted_precision(y, np.zeros(len(y), bool), ones)[0] == 0.0  # nothing predicted: 0, as zero_division=0
 
 
 def test_hand_made_values_and_paired_difference():
