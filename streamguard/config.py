@@ -90,6 +90,11 @@ class TransformerConfig(OptimConfig):
     window of a function and a learned attention pooling combines them (``models.transformer``)."""
     stride: int | None = None
     """Content tokens from one window's start to the next; None: ``window - 2`` (back to back, no overlap)."""
+    strip_comments: bool = True
+    """Remove C comments before tokenizing (layout kept; ``streamguard.data.hygiene.strip_comments``), in training,
+    evaluation, predict and scan alike (saved with the model). A fix that only touches a comment is then no
+    difference to the transformer -- as to the C lexer and the GNN -- and a comment naming the bug cannot leak
+    the label. False: the encoder reads comments too (a pretrained CodeBERT knows their words)."""
     max_windows: int = 24
     """Windows per function at most; tokens beyond them are dropped (``max_windows x (window - 2)`` content tokens
     are seen). Cost grows linearly with the windows a function needs (README, "The whole function")."""

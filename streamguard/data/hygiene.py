@@ -8,6 +8,7 @@
   duplicates. The first copy in the given priority order is kept (train before valid
   before test for published splits, so duplicates are removed from the evaluation
   side). Every removal is returned with its reason, for the report and the data card.
+* ``strip_comments`` removes comments but keeps the layout (the transformer's text).
 * ``leakage`` counts normalised functions shared by two splits (must be 0 after cleaning).
 * ``length_stats`` counts C lexical tokens (identifiers, numbers, literals, operators);
   a subword tokenizer yields at least as many, so the share over ``max_tokens`` is a
@@ -97,6 +98,29 @@ def leakage(splits: dict[str, Sequence[Sample]]) -> dict[str, int]:
     keys = {name: {code_key(s.func) for s in ss} for name, ss in splits.items()}
     names = list(splits)
     return {f"{a}/{b}": len(keys[a] & keys[b]) for i, a in enumerate(names) for b in names[i + 1:]}
+
+
+_MARK = "\ue000"  # a private-use character stands for a removed comment while the layout is tidied
+_AROUND_MARK = re.compile(r"[ \t]*" + _MARK + r"(?:[ \t]*" + _MARK + r")*[ \t]*")
+
+
+def strip_comments(code: str) -> str:
+    """``code`` without its C comments (not inside string or char literals), its layout otherwise kept: a comment
+    and the blanks around it become one space, a line left blank by removing comments is dropped, and a line
+    ending in a comment loses its trailing blanks. What the transformer reads (``transformer.strip_comments``):
+    two functions that differ only in comments are then the same input, as they are to the C lexer and to the
+    graph builder -- a fix that only adds a comment, or a comment naming the CVE, cannot be learned from."""
+    marked = _COMMENT_OR_LITERAL.sub(lambda m: _MARK if m.group(0)[0] == "/" else m.group(0), code)
+    if _MARK not in marked:
+        return code
+    lines = []
+    for line in marked.split("\n"):
+        if _MARK not in line:
+            lines.append(line)
+        elif line.replace(_MARK, "").strip():
+            indent = line[:len(line) - len(line.lstrip(" \t"))]
+            lines.append(indent + _AROUND_MARK.sub(" ", line[len(indent):]).strip())
+    return "\n".join(lines)
 
 
 def tokens(code: str) -> list[str]:

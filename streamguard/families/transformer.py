@@ -73,8 +73,9 @@ def checkpoint(cfg, train_texts: list[str], seed: int, workdir: Path, store=None
     from streamguard.models.transformer import make_scratch_checkpoint
 
     tc = cfg.transformer
-    if tc.pretrained == "scratch":
-        return make_scratch_checkpoint(train_texts, workdir / "scratch", vocab_size=tc.scratch_vocab,
+    if tc.pretrained == "scratch":  # the tokenizer learns from the text the encoder will read
+        text = windowing(cfg).text
+        return make_scratch_checkpoint([text(t) for t in train_texts], workdir / "scratch", vocab_size=tc.scratch_vocab,
                                        hidden=tc.scratch_hidden, layers=tc.scratch_layers, heads=tc.scratch_heads,
                                        max_length=tc.max_length, seed=seed)
     return _resolve_pretrained(tc.pretrained, store, workdir / "pretrained")

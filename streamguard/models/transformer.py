@@ -108,7 +108,7 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
 
 def encode(texts: Sequence[str], tokenizer, windowing: Windowing) -> Encoded:
     """The one function that turns function texts into transformer inputs (see the module docstring)."""
-    texts = list(texts)
+    texts = [windowing.text(t) for t in texts]
     content = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"] if texts else []
     head, tail = special_tokens(tokenizer)
     w, out = windowing, []

@@ -10,7 +10,8 @@ from streamguard.errors import UserError
 
 @dataclass(frozen=True)
 class Windowing:
-    """How a function's tokens become encoder windows (``transformer.window``, ``stride``, ``max_windows``)."""
+    """How a function's source becomes encoder windows (``transformer.strip_comments``, ``window``, ``stride``,
+    ``max_windows``); saved with the model, so inference reads functions as training did."""
 
     window: int
     """Positions per window, the special tokens included (at most the encoder's ``max_length``)."""
@@ -20,6 +21,9 @@ class Windowing:
     """Windows kept per function; tokens beyond the last are dropped."""
     specials: int = 2
     """Special tokens per window (RoBERTa/BERT: 2)."""
+    strip_comments: bool = False
+    """Comments removed from the text before tokenizing (``transformer.strip_comments``;
+    :func:`streamguard.data.hygiene.strip_comments`). False for a model saved without the setting: it read them."""
 
     def __post_init__(self):
         if self.window <= self.specials:
@@ -45,12 +49,21 @@ class Windowing:
         need = 1 + -(-max(0, n_tokens - self.content) // self.stride)
         return min(need, self.max_windows)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Windowing":
-        return cls(**{k: int(d[k]) for k in ("window", "stride", "max_windows", "specials") if k in d})
+        return cls(**{k: int(d[k]) for k in ("window", "stride", "max_windows", "specials") if k in d},
+                   strip_comments=bool(d.get("strip_comments", False)))
+
+    def text(self, code: str) -> str:
+        """What the tokenizer reads of a function's source."""
+        if not self.strip_comments:
+            return code
+        from streamguard.data.hygiene import strip_comments
+
+        return strip_comments(code)
 
     @classmethod
     def from_config(cls, tc) -> "Windowing":
@@ -60,4 +73,4 @@ class Windowing:
             raise UserError(f"transformer.window={window}: above transformer.max_length={tc.max_length} "
                              "(the encoder's positions)")
         return cls(window=window, stride=window - 2 if tc.stride is None else int(tc.stride),
-                   max_windows=int(tc.max_windows))
+                   max_windows=int(tc.max_windows), strip_comments=bool(tc.strip_comments))

@@ -93,11 +93,11 @@ def cross_split_ids(splits: dict[str, list], found: Findings) -> None:
                               + ", ".join(f"{k} {v}" for k, v in id_leaks.items() if v))
 
 
-def _count_truncated(samples: Sequence, tokenizer, budget: int) -> int:
+def _count_truncated(samples: Sequence, tokenizer, win) -> int:
     if not samples:
         return 0
-    enc = tokenizer([s.func for s in samples], add_special_tokens=False, truncation=False, verbose=False)
-    return sum(len(ids) > budget for ids in enc["input_ids"])
+    enc = tokenizer([win.text(s.func) for s in samples], add_special_tokens=False, truncation=False, verbose=False)
+    return sum(len(ids) > win.budget for ids in enc["input_ids"])
 
 
 def truncation(splits: dict[str, list], found: Findings, max_length: int, tokenizer: Any,
@@ -118,7 +118,7 @@ def truncation(splits: dict[str, list], found: Findings, max_length: int, tokeni
         except Exception as e:
             how = f"estimate (tokenizer unavailable: {one_line(e)})"
     if tokenizer is not None:
-        n = _count_truncated(all_samples, tokenizer, budget)
+        n = _count_truncated(all_samples, tokenizer, win)
         how = "tokenizer"
     else:
         n = length_stats(all_samples, budget)["n_truncated"]

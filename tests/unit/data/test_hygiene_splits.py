@@ -185,3 +185,17 @@ def test_ingest_with_project_and_time_strategies(tmp_path):
             assert not ({x.project for x in got["train"]} & {x.project for x in got["test"]})
         else:
             assert max(x.date for x in got["train"]) <= min(x.date for x in got["test"])
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("int f(void) { return 1; }", "int f(void) { return 1; }"),  # nothing to strip: unchanged
+    ("int f(int a, /* len */ int b) {", "int f(int a, int b) {"),  # a comment and its blanks: one space
+    ("x = a/**/b;", "x = a b;"),  # never glues two tokens together
+    ("  if (t) /* \"?\" operator */\n  z;", "  if (t)\n  z;"),  # trailing comment: no trailing blanks
+    ("{\n  // only a comment\n  y;\n\n}", "{\n  y;\n\n}"),  # its line goes; a blank line of the code stays
+    ("  /* two\n     lines */ y = 1;", "  y = 1;"),  # indentation kept
+    ('s = "/* not a comment */"; c = \'/\'; // gone', 's = "/* not a comment */"; c = \'/\';'),
+])
+def test_strip_comments_keeps_the_code_and_its_layout(code, expected):
+    assert hygiene.strip_comments(code) == expected
+    assert hygiene.tokens(hygiene.strip_comments(code)) == hygiene.tokens(code)  # the C tokens are untouched

@@ -162,3 +162,23 @@ def test_reading_windows_in_passes_gives_the_same_logits_and_gradients(ckpt, tok
     assert grads[0].keys() == grads[1].keys()
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6)
+
+
+def test_comments_are_not_read_when_stripped_and_the_setting_is_saved(ckpt, tok, tmp_path):
+    plain = "int f(int *p, int n) {\n  if (n > 0)\n    return p[n - 1];\n  return 0;\n}"
+    commented = ("/* CVE-2024-0001: fixed */\nint f(int *p, /* len */ int n) {\n  // bounds\n  if (n > 0) /* ok */\n"
+                 "    return p[n - 1];\n  return 0; // done\n}")
+    on = Windowing(window=32, stride=30, max_windows=8, strip_comments=True)
+    off = Windowing(window=32, stride=30, max_windows=8)
+    assert encode([commented], tok, on).windows == encode([plain], tok, on).windows
+    assert encode([commented], tok, off).windows != encode([plain], tok, off).windows
+    assert load_config("demo").transformer.strip_comments and Windowing.from_config(
+        load_config("demo").transformer).strip_comments
+    assert not Windowing.from_config(load_config("demo", sets=["transformer.strip_comments=false"])
+                                     .transformer).strip_comments
+    model = TransformerClassifier(ckpt, on)
+    model.save(tmp_path / "m", tok)
+    assert TransformerClassifier(tmp_path / "m").windowing == on  # inference reads functions as training did
+    # a model saved before the setting existed read comments: it keeps reading them
+    legacy = {k: v for k, v in on.to_dict().items() if k != "strip_comments"}
+    assert Windowing.from_dict(legacy).strip_comments is False
