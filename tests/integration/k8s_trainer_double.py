@@ -28,10 +28,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+
+from tests.http_double import HTTPRequest, JSONServer
 
 PREFIX = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/"
 WORKDIR = "/streamguard-work"
@@ -65,49 +65,21 @@ class TrainerDouble:
 
     def __post_init__(self):
         self.lock = threading.RLock()
-        double = self
+        self.server = JSONServer(self._serve)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                url = urlparse(self.path)
-                n = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(n) if n else b""
-                body = json.loads(raw) if raw else None
-                double.requests.append(Request(method, url.path, parse_qs(url.query), body))
-                code, obj = double.handle(method, url.path, body)
-                self._send(code, obj)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_DELETE(self):
-                self._handle("DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def _serve(self, req: HTTPRequest) -> tuple[int, Any]:
+        body = req.json()
+        self.requests.append(Request(req.method, req.path, req.query, body))
+        return self.handle(req.method, req.path, body)
 
     # --- the test's side -------------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.server.url
 
     def start(self) -> "TrainerDouble":
-        self.thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
@@ -117,8 +89,7 @@ class TrainerDouble:
                     if p.poll() is None:
                         p.kill()
                         p.wait()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def kubeconfig(self, path: Path, namespace: str) -> Path:
         path.write_text(json.dumps({

@@ -21,12 +21,12 @@ import sys
 import threading
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+
+from tests.http_double import HTTPRequest, JSONServer
 
 REPO = Path(__file__).resolve().parents[2]
 API = "/apis/v2beta1"
@@ -48,41 +48,24 @@ class KfpApiDouble:
         self.recurring_runs: dict[str, dict] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        double = self
+        self.server = JSONServer(self._serve)
+        self.endpoint = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _handle(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                url = urlsplit(self.path)
-                req = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                       "content_type": self.headers.get("Content-Type", ""), "body": body}
-                with double._lock:
-                    double.requests.append(req)
-                    status, reply = double.dispatch(req)
-                    req["status"] = status
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = do_PATCH = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def _serve(self, http: HTTPRequest) -> tuple[int, dict]:
+        req = {"method": http.method, "path": http.path, "query": http.query,
+               "content_type": http.header("Content-Type") or "", "body": http.raw}
+        with self._lock:
+            self.requests.append(req)
+            status, reply = self.dispatch(req)
+            req["status"] = status
+        return status, reply
 
     def __enter__(self):
-        self._thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     # --- request handling -------------------------------------------------------------------------
     def _id(self, kind: str) -> str:

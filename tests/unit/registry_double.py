@@ -4,10 +4,9 @@ register a model. It keeps what was created and records every request (method, p
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+
+from tests.http_double import HTTPRequest, JSONServer
 
 PREFIX = "/api/model_registry/v1alpha3"
 
@@ -18,51 +17,22 @@ class RegistryDouble:
         self.objects: dict[str, dict[str, dict]] = {"registered_models": {}, "model_versions": {}, "artifacts": {}}
         self._next = 0
         self._lock = threading.Lock()
-        double = self
+        self.server = JSONServer(self._handle)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                u = urlparse(self.path)
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n)) if n else None
-                q = {k: v[0] for k, v in parse_qs(u.query).items()}
-                with double._lock:
-                    double.requests.append({"method": method, "path": u.path, "query": q, "body": body,
-                                            "auth": self.headers.get("Authorization")})
-                    status, out = double.route(method, u.path, q, body)
-                self._reply(status, out)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_PATCH(self):
-                self._handle("PATCH")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def _handle(self, req: HTTPRequest) -> tuple[int, dict]:
+        q, body = req.first(), req.json()
+        with self._lock:
+            self.requests.append({"method": req.method, "path": req.path, "query": q, "body": body,
+                                  "auth": req.header("Authorization")})
+            return self.route(req.method, req.path, q, body)
 
     def __enter__(self):
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def _new(self, kind: str, body: dict, **extra) -> dict:
         self._next += 1

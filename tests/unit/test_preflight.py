@@ -9,11 +9,8 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import torch
@@ -25,6 +22,7 @@ from streamguard.config import load_config
 from streamguard.data.samples import read_split, write_samples
 from streamguard.errors import EXIT_PREFLIGHT, PreflightError, UserError
 from streamguard.smoke import ProbeContext
+from tests.http_double import HTTPRequest, JSONServer
 
 
 @pytest.fixture(scope="module")
@@ -349,42 +347,27 @@ class KubeDouble:
     def __init__(self, nodes=(), secrets=None, nodes_status=200):
         self.nodes, self.secrets, self.nodes_status = list(nodes), dict(secrets or {}), nodes_status
         self.requests: list[str] = []
-        double = self
+        self.server = JSONServer(self._get).start()
+        self.host = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                path = urlparse(self.path).path
-                double.requests.append(path)
-                parts = path.strip("/").split("/")
-                if path == "/api/v1/nodes":
-                    if double.nodes_status != 200:
-                        return self._send(double.nodes_status, _status(double.nodes_status, "nodes is forbidden"))
-                    return self._send(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {},
-                                            "items": double.nodes})
-                if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
-                    ns, name = parts[3], parts[5]
-                    if (ns, name) in double.secrets:
-                        data = {k: base64.b64encode(v.encode()).decode() for k, v in double.secrets[ns, name].items()}
-                        return self._send(200, {"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
-                                                "metadata": {"name": name, "namespace": ns}, "data": data})
-                    return self._send(404, _status(404, f'secrets "{name}" not found'))
-                return self._send(404, _status(404, "not found"))
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def _get(self, req: HTTPRequest) -> tuple[int, dict]:
+        path = req.path
+        self.requests.append(path)
+        parts = path.strip("/").split("/")
+        if req.method != "GET":
+            return 405, _status(405, "method not allowed")
+        if path == "/api/v1/nodes":
+            if self.nodes_status != 200:
+                return self.nodes_status, _status(self.nodes_status, "nodes is forbidden")
+            return 200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": self.nodes}
+        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
+            ns, name = parts[3], parts[5]
+            if (ns, name) in self.secrets:
+                data = {k: base64.b64encode(v.encode()).decode() for k, v in self.secrets[ns, name].items()}
+                return 200, {"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
+                             "metadata": {"name": name, "namespace": ns}, "data": data}
+            return 404, _status(404, f'secrets "{name}" not found')
+        return 404, _status(404, "not found")
 
     def api_client(self):
         from kubernetes import client
@@ -393,8 +376,7 @@ class KubeDouble:
         return client.ApiClient(conf)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def _status(code, message):
