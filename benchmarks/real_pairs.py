@@ -91,6 +91,7 @@ def _metric(runs: list[dict], name: str, idx: np.ndarray) -> float:
 def _shares(data_dir: Path, raw: Path, cfg) -> dict[str, str]:
     """Identical-pair shares per view (module docstring), as ``name -> "k/n (share)"``."""
     from streamguard.data import views
+    from streamguard.data.hygiene import strip_comments
     from streamguard.data.loaders import load, to_sample
     from streamguard.data.samples import SPLITS, read_split
     from streamguard.families.transformer import view
@@ -99,8 +100,9 @@ def _shares(data_dir: Path, raw: Path, cfg) -> dict[str, str]:
     kept = [s for sp in SPLITS for s in read_split(data_dir, sp)]
     as_read = [x for x in (to_sample(r.data, cfg.data.max_func_bytes) for r in load(raw, "auto").rows if r.data)
                if not isinstance(x, tuple)]
-    train = [s.func for s in read_split(data_dir, "train")]
     tc = cfg.transformer
+    strip = Windowing.from_config(tc).strip_comments  # the transformer's text, as in training
+    train = [strip_comments(s.func) if strip else s.func for s in read_split(data_dir, "train")]
     out = {}
     with tempfile.TemporaryDirectory(prefix="sg-bench-tok-") as tmp:
         ckpt = make_scratch_checkpoint(train, tmp, vocab_size=tc.scratch_vocab, hidden=tc.scratch_hidden, layers=1,
@@ -111,7 +113,7 @@ def _shares(data_dir: Path, raw: Path, cfg) -> dict[str, str]:
             out[f"identical_pairs_lexical_{where}"] = f"{lex['identical_pairs']}/{lex['pairs']}"
             for label, window, max_windows in (("demo", 256, tc.max_windows), ("production", 512, 24)):
                 for mode, mw in (("one_window", 1), ("windowed", max_windows)):
-                    w = Windowing(window=window, stride=window - 2, max_windows=mw)
+                    w = Windowing(window=window, stride=window - 2, max_windows=mw, strip_comments=strip)
                     ds = TokenDataset([s.func for s in samples], [s.target for s in samples], tok, w)
                     st = views.view_stats(view(ds), samples)
                     out[f"identical_pairs_{label}_{window}_{mode}_{mw}w_{where}"] = \
